@@ -1,0 +1,180 @@
+"""Tests of the host-side data pipeline."""
+
+import numpy as np
+from absl.testing import absltest, parameterized
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from uisrnn_jax import data
+
+
+def _seq(n, d=3, seed=0):
+  return np.random.default_rng(seed).normal(size=(n, d))
+
+
+class ValidationTest(parameterized.TestCase):
+  @parameterized.named_parameters(
+    ('list', [[1.0, 2.0]], TypeError, 'float numpy array'),
+    ('int_dtype', np.ones((3, 2), np.int64), TypeError, 'float numpy array'),
+    ('object_dtype', np.ones((3, 2), object), TypeError, 'float numpy array'),
+    ('one_dim', np.ones(3), ValueError, '2-D'),
+    ('empty', np.ones((0, 2)), ValueError, 'empty'),
+    ('wrong_dim', np.ones((3, 5)), ValueError, 'observation_dim=2'),
+    ('nan', np.array([[1.0, np.nan]]), ValueError, 'NaN or Inf'),
+    ('inf', np.array([[1.0, np.inf]]), ValueError, 'NaN or Inf'),
+  )
+  def test_check_sequence_rejects(self, value, error, message):
+    with self.assertRaisesRegex(error, message):
+      data.check_sequence(value, observation_dim=2)
+
+  def test_check_sequence_accepts_float32_and_length_one(self):
+    x = np.ones((1, 2), np.float32)
+    self.assertIs(data.check_sequence(x, observation_dim=2), x)
+
+  @parameterized.named_parameters(
+    ('ints', np.array([1, 2]), TypeError, 'strings'),
+    ('int_list', [1, 2], TypeError, 'strings'),
+    ('scalar', 'ab', TypeError, 'list or numpy array'),
+    ('length', ['a'], ValueError, '1 labels for a sequence of 2'),
+    ('two_dim', np.array([['a'], ['b']]), ValueError, '1-D'),
+  )
+  def test_check_labels_rejects(self, value, error, message):
+    with self.assertRaisesRegex(error, message):
+      data.check_labels(value, 2)
+
+  def test_prepare_rejects_before_work(self):
+    seqs = [_seq(3), _seq(2)]
+    with self.assertRaisesRegex(ValueError, '2 sequences but 1'):
+      data.prepare_training_data(
+        seqs,
+        [['a'] * 3],
+        observation_dim=3,
+        enforce_uniqueness=True,
+        num_permutations=1,
+        rng=np.random.default_rng(0),
+      )
+    with self.assertRaisesRegex(ValueError, r'cluster_ids\[1\]'):
+      data.prepare_training_data(
+        seqs,
+        [['a'] * 3, ['a'] * 3],
+        observation_dim=3,
+        enforce_uniqueness=True,
+        num_permutations=1,
+        rng=np.random.default_rng(0),
+      )
+
+
+class PipelineTest(parameterized.TestCase):
+  def test_enforce_uniqueness(self):
+    self.assertEqual(
+      data.enforce_cluster_id_uniqueness([['a', 'b'], np.array(['a'])]),
+      [['0_a', '0_b'], ['1_a']],
+    )
+
+  def test_speaker_samples_group_by_label_in_order(self):
+    seq = np.arange(6, dtype=float)[:, None]
+    samples = data.speaker_samples(
+      [seq],
+      [['a', 'b', 'a', 'a', 'b', 'c']],
+      num_permutations=1,
+      rng=np.random.default_rng(0),
+    )
+    self.assertEqual(
+      [s[:, 0].tolist() for s in samples], [[0, 2, 3], [1, 4], [5]]
+    )
+
+  def test_unique_labels_split_speakers_across_sequences(self):
+    seqs = [np.zeros((2, 1)), np.ones((2, 1))]
+    ids = [['a', 'a'], ['a', 'a']]
+    shared, _ = data.prepare_training_data(
+      seqs,
+      ids,
+      observation_dim=1,
+      enforce_uniqueness=False,
+      num_permutations=1,
+      rng=np.random.default_rng(0),
+    )
+    split, _ = data.prepare_training_data(
+      seqs,
+      ids,
+      observation_dim=1,
+      enforce_uniqueness=True,
+      num_permutations=1,
+      rng=np.random.default_rng(0),
+    )
+    self.assertEqual(shared.lengths.tolist(), [4])
+    self.assertEqual(sorted(split.lengths.tolist()), [2, 2])
+
+  @settings(max_examples=50, deadline=None)
+  @given(
+    st.lists(st.integers(0, 3), min_size=1, max_size=40),
+    st.integers(1, 5),
+    st.integers(0, 2**31),
+  )
+  def test_permutation_keeps_every_observation_once_and_runs_intact(
+    self, labels, copies, seed
+  ):
+    labels = [str(x) for x in labels]
+    seq = np.arange(len(labels), dtype=float)[:, None]
+    samples = data.speaker_samples(
+      [seq], [labels], num_permutations=copies, rng=np.random.default_rng(seed)
+    )
+    speakers = sorted(set(labels))
+    per_speaker = copies if copies > 1 else 1
+    self.assertLen(samples, len(speakers) * per_speaker)
+    for k, spk in enumerate(speakers):
+      want = [i for i, x in enumerate(labels) if x == spk]
+      for sample in samples[k * per_speaker : (k + 1) * per_speaker]:
+        got = sample[:, 0].astype(int).tolist()
+        self.assertEqual(sorted(got), want)
+        # Runs of consecutive indices stay contiguous and in order.
+        for run in np.split(
+          np.array(want), np.flatnonzero(np.diff(want) != 1) + 1
+        ):
+          start = got.index(run[0])
+          self.assertEqual(got[start : start + len(run)], run.tolist())
+
+  @parameterized.parameters(
+    (1, 16, 16),
+    (16, 16, 16),
+    (17, 16, 32),
+    (128, 16, 128),
+    (129, 16, 256),
+    (300, 16, 512),
+    (1000, 16, 1024),
+    (5, 1, 5),
+    (9, 1, 16),
+  )
+  def test_bucketed_length(self, length, bucket, want):
+    self.assertEqual(data.bucketed_length(length, bucket), want)
+
+  def test_few_buckets_for_many_lengths(self):
+    shapes = {data.bucketed_length(n, 16) for n in range(1, 1001)}
+    self.assertLessEqual(len(shapes), 12)
+
+  def test_batch_pads_with_mask(self):
+    samples = data.SampleSet.from_samples(
+      [np.full((2, 1), 1.0), np.full((5, 1), 2.0)]
+    )
+    batch = samples.batch(np.array([1, 0, 0]), bucket=4)
+    self.assertEqual(batch['observations'].shape, (3, 8, 1))
+    self.assertEqual(batch['observations'].dtype, np.float32)
+    np.testing.assert_array_equal(batch['mask'].sum(1), [5, 2, 2])
+    np.testing.assert_array_equal(batch['observations'][0, :5, 0], 2.0)
+    np.testing.assert_array_equal(batch['observations'][1, :2, 0], 1.0)
+    np.testing.assert_array_equal(batch['observations'][~batch['mask']], 0.0)
+
+  def test_sample_batch_full_and_minibatch(self):
+    samples = data.SampleSet.from_samples([_seq(n) for n in (1, 2, 3)])
+    full = samples.sample_batch(None, np.random.default_rng(0), bucket=1)
+    self.assertEqual(full['mask'].sum(), 6)
+    a = samples.sample_batch(7, np.random.default_rng(1), bucket=1)
+    b = samples.sample_batch(7, np.random.default_rng(1), bucket=1)
+    self.assertEqual(a['observations'].shape[0], 7)
+    np.testing.assert_array_equal(a['observations'], b['observations'])
+    with self.assertRaisesRegex(ValueError, 'batch_size'):
+      samples.sample_batch(0, np.random.default_rng(0), bucket=1)
+
+
+if __name__ == '__main__':
+  absltest.main()

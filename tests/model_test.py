@@ -1,0 +1,151 @@
+"""Tests of uisrnn_jax.model against an independent NumPy GRU."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest, parameterized
+
+from uisrnn_jax import model
+
+
+def _sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+def numpy_gru_layer(w_ih, w_hh, b_ih, b_hh, h, xs):
+  """PyTorch's documented nn.GRU equations, one step at a time."""
+  hidden = w_hh.shape[1]
+  outs = []
+  for x in xs:
+    r = _sigmoid(
+      w_ih[:hidden] @ x + b_ih[:hidden] + w_hh[:hidden] @ h + b_hh[:hidden]
+    )
+    z = _sigmoid(
+      w_ih[hidden : 2 * hidden] @ x
+      + b_ih[hidden : 2 * hidden]
+      + w_hh[hidden : 2 * hidden] @ h
+      + b_hh[hidden : 2 * hidden]
+    )
+    n = np.tanh(
+      w_ih[2 * hidden :] @ x
+      + b_ih[2 * hidden :]
+      + r * (w_hh[2 * hidden :] @ h + b_hh[2 * hidden :])
+    )
+    h = (1 - z) * n + z * h
+    outs.append(h)
+  return np.stack(outs)
+
+
+def numpy_means(params, xs):
+  """Training-time running-mean predictions for one sequence, in NumPy."""
+  p = jax.tree.map(np.asarray, params)
+  inp = np.concatenate([np.zeros((1, xs.shape[1])), xs[:-1]])
+  for i, layer in enumerate(p['rnn']):
+    inp = numpy_gru_layer(
+      layer['w_ih'],
+      layer['w_hh'],
+      layer['b_ih'],
+      layer['b_hh'],
+      p['init_hidden'][i],
+      inp,
+    )
+  head = p['head']
+  m = np.maximum(inp @ head['w1'].T + head['b1'], 0) @ head['w2'].T + head['b2']
+  return np.cumsum(m, axis=0) / np.arange(1, len(m) + 1)[:, None]
+
+
+def _random_params(depth, seed=0, d=4, h=8):
+  params = model.init_params(
+    jax.random.key(seed), observation_dim=d, hidden_size=h, depth=depth
+  )
+  # Non-zero initial hidden state so that h0 handling is exercised.
+  params['init_hidden'] = 0.3 * jax.random.normal(
+    jax.random.key(seed + 1), params['init_hidden'].shape
+  )
+  return params
+
+
+class ModelTest(parameterized.TestCase):
+  def test_init_shapes_follow_torch_layout(self):
+    p = model.init_params(
+      jax.random.key(0), observation_dim=4, hidden_size=8, depth=2, sigma2=0.5
+    )
+    self.assertEqual(p['rnn'][0]['w_ih'].shape, (24, 4))
+    self.assertEqual(p['rnn'][1]['w_ih'].shape, (24, 8))
+    self.assertEqual(p['rnn'][1]['w_hh'].shape, (24, 8))
+    self.assertEqual(p['head']['w2'].shape, (4, 8))
+    self.assertEqual(p['init_hidden'].shape, (2, 8))
+    np.testing.assert_array_equal(p['sigma2'], np.full(4, 0.5, np.float32))
+    bound = 1 / np.sqrt(8)
+    for leaf in jax.tree.leaves((p['rnn'], p['head'])):
+      self.assertLessEqual(float(jnp.max(jnp.abs(leaf))), bound)
+
+  def test_init_rejects_bad_sizes(self):
+    with self.assertRaisesRegex(ValueError, 'positive'):
+      model.init_params(jax.random.key(0), observation_dim=0, hidden_size=8)
+
+  def test_gru_cell_matches_numpy(self):
+    p = _random_params(1)['rnn'][0]
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=8).astype(np.float32)
+    x = rng.normal(size=4).astype(np.float32)
+    got = jax.jit(model.gru_cell)(p, h, x)
+    want = numpy_gru_layer(
+      *(np.asarray(p[k]) for k in ('w_ih', 'w_hh', 'b_ih', 'b_hh')), h, x[None]
+    )[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+  @parameterized.parameters(1, 2, 3)
+  def test_predict_means_matches_numpy(self, depth):
+    params = _random_params(depth)
+    xs = np.random.default_rng(depth).normal(size=(2, 7, 4)).astype(np.float32)
+    got = jax.jit(model.predict_means)(params, xs)
+    for b in range(2):
+      np.testing.assert_allclose(
+        got[b], numpy_means(params, xs[b]), rtol=1e-4, atol=1e-5
+      )
+
+  def test_rnn_step_matches_run_rnn(self):
+    params = _random_params(2)
+    xs = np.random.default_rng(1).normal(size=(1, 5, 4)).astype(np.float32)
+    outs = model.run_rnn(params, xs)[0]
+    h = params['init_hidden']
+    for t in range(5):
+      h = model.rnn_step(params, h, xs[0, t])
+      np.testing.assert_allclose(h[-1], outs[t], rtol=1e-5, atol=1e-6)
+
+  def test_dropout_only_between_layers_and_needs_key(self):
+    xs = jnp.ones((2, 3, 4))
+    one_layer = _random_params(1)
+    np.testing.assert_allclose(
+      model.run_rnn(
+        one_layer, xs, dropout_rate=0.5, dropout_key=jax.random.key(0)
+      ),
+      model.run_rnn(one_layer, xs),
+    )
+    two_layers = _random_params(2)
+    with self.assertRaisesRegex(ValueError, 'dropout_key'):
+      model.run_rnn(two_layers, xs, dropout_rate=0.5)
+    dropped = model.run_rnn(
+      two_layers, xs, dropout_rate=0.5, dropout_key=jax.random.key(0)
+    )
+    self.assertFalse(np.allclose(dropped, model.run_rnn(two_layers, xs)))
+
+  def test_params_from_torch_round_trip(self):
+    params = _random_params(2)
+    sd = {}
+    for i, layer in enumerate(params['rnn']):
+      sd[f'gru.weight_ih_l{i}'] = np.asarray(layer['w_ih'])
+      sd[f'gru.weight_hh_l{i}'] = np.asarray(layer['w_hh'])
+      sd[f'gru.bias_ih_l{i}'] = np.asarray(layer['b_ih'])
+      sd[f'gru.bias_hh_l{i}'] = np.asarray(layer['b_hh'])
+    for ours, theirs in (('1', 'linear_mean1'), ('2', 'linear_mean2')):
+      sd[f'{theirs}.weight'] = np.asarray(params['head']['w' + ours])
+      sd[f'{theirs}.bias'] = np.asarray(params['head']['b' + ours])
+    init_hidden = np.asarray(params['init_hidden'])[:, None, :]  # [L, 1, H]
+    got = model.params_from_torch(sd, init_hidden, params['sigma2'])
+    jax.tree.map(np.testing.assert_array_equal, got, params)
+
+
+if __name__ == '__main__':
+  absltest.main()

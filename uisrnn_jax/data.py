@@ -1,0 +1,334 @@
+"""Host-side (NumPy) training-data pipeline.
+
+Sequences of observations with per-observation speaker labels become one
+training sample per speaker (its observations in order), optionally
+augmented with copies whose contiguous runs are shuffled, and are then padded
+into fixed-shape minibatches with a boolean mask. Everything random takes an
+explicit ``np.random.Generator``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+Labels = Sequence[str] | np.ndarray
+
+
+def check_sequence(
+  sequence: object,
+  *,
+  observation_dim: int | None = None,
+  name: str = 'sequence',
+) -> np.ndarray:
+  """Validates one observation sequence.
+
+  Args:
+    sequence: expected a float NumPy array of shape [N, D], N >= 1.
+    observation_dim: the expected D, or None to accept any.
+    name: how to call the argument in error messages.
+
+  Returns:
+    The array, unchanged.
+
+  Raises:
+    TypeError: not a NumPy array of a floating dtype.
+    ValueError: not 2-D, empty, wrong D, or holding NaN or Inf.
+  """
+  if not isinstance(sequence, np.ndarray) or not np.issubdtype(
+    sequence.dtype, np.floating
+  ):
+    kind = getattr(sequence, 'dtype', type(sequence).__name__)
+    raise TypeError(f'{name} must be a float numpy array, got {kind}')
+  if sequence.ndim != 2:
+    raise ValueError(
+      f'{name} must be 2-D [length, observation_dim], got shape '
+      f'{sequence.shape}'
+    )
+  if sequence.shape[0] == 0:
+    raise ValueError(f'{name} is empty (0 observations)')
+  if observation_dim is not None and sequence.shape[1] != observation_dim:
+    raise ValueError(
+      f'{name} has observation dimension {sequence.shape[1]}, expected '
+      f'observation_dim={observation_dim}'
+    )
+  if not np.all(np.isfinite(sequence)):
+    bad = int(np.sum(~np.isfinite(sequence).all(axis=1)))
+    raise ValueError(f'{name} has NaN or Inf values in {bad} observation(s)')
+  return sequence
+
+
+def check_labels(labels: object, length: int, *, name: str = 'labels') -> list:
+  """Validates one label sequence: strings, one per observation.
+
+  Args:
+    labels: a 1-D list or NumPy array of strings.
+    length: the number of observations it must label.
+    name: how to call the argument in error messages.
+
+  Returns:
+    The labels as a list of ``str``.
+
+  Raises:
+    TypeError: not a list/array, or elements are not strings.
+    ValueError: not 1-D, or of another length than the sequence.
+  """
+  if isinstance(labels, np.ndarray):
+    if labels.ndim != 1:
+      raise ValueError(f'{name} must be 1-D, got shape {labels.shape}')
+    if labels.dtype.kind != 'U':
+      raise TypeError(f'{name} must be strings, got dtype {labels.dtype}')
+    labels = labels.tolist()
+  elif isinstance(labels, (list, tuple)):
+    if not all(isinstance(x, str) for x in labels):
+      raise TypeError(f'{name} must hold strings only')
+    labels = list(labels)
+  else:
+    raise TypeError(
+      f'{name} must be a list or numpy array of strings, got '
+      f'{type(labels).__name__}'
+    )
+  if len(labels) != length:
+    raise ValueError(
+      f'{name} has {len(labels)} labels for a sequence of {length} observations'
+    )
+  return labels
+
+
+def enforce_cluster_id_uniqueness(
+  cluster_ids: Sequence[Labels],
+) -> list[list[str]]:
+  """Makes labels of different sequences distinct by prefixing the index.
+
+  >>> enforce_cluster_id_uniqueness([['a', 'b'], ['a']])
+  [['0_a', '0_b'], ['1_a']]
+
+  Args:
+    cluster_ids: one label sequence per training sequence.
+
+  Returns:
+    New label lists; ``'a'`` of sequence i becomes ``f'{i}_a'``.
+  """
+  if not isinstance(cluster_ids, (list, tuple)):
+    raise TypeError('cluster_ids must be a list of label sequences')
+  out = []
+  for i, ids in enumerate(cluster_ids):
+    if not isinstance(ids, (list, tuple, np.ndarray)):
+      raise TypeError('each element of cluster_ids must be a list or array')
+    out.append([f'{i}_{x}' for x in list(ids)])
+  return out
+
+
+def sample_permuted_segments(
+  index_sequence: np.ndarray, number_samples: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+  """Copies of ``index_sequence`` with its contiguous runs shuffled.
+
+  >>> rng = np.random.default_rng(0)
+  >>> [s.tolist() for s in sample_permuted_segments(
+  ...     np.array([1, 2, 6, 10, 11]), 2, rng)]  # doctest: +SKIP
+  [[6, 10, 11, 1, 2], [1, 2, 10, 11, 6]]
+
+  Args:
+    index_sequence: int[N] increasing indices of one speaker's observations.
+    number_samples: how many permuted copies.
+    rng: random generator.
+
+  Returns:
+    ``number_samples`` arrays, each a permutation of the runs of consecutive
+    integers in ``index_sequence`` (order within a run kept).
+  """
+  index_sequence = np.asarray(index_sequence)
+  breaks = np.flatnonzero(np.diff(index_sequence) != 1) + 1
+  runs = np.split(index_sequence, breaks)
+  return [
+    np.concatenate([runs[i] for i in rng.permutation(len(runs))])
+    for _ in range(number_samples)
+  ]
+
+
+def speaker_samples(
+  sequences: Sequence[np.ndarray],
+  cluster_ids: Sequence[list[str]],
+  *,
+  num_permutations: int,
+  rng: np.random.Generator,
+) -> list[np.ndarray]:
+  """One training sample per speaker (and permuted copy).
+
+  Sequences are taken in the given order; a label that appears in several
+  sequences is one speaker (use `enforce_cluster_id_uniqueness` first when
+  labels are local to a sequence). Runs are contiguous within the
+  concatenation of the sequences, as in the reference.
+
+  Args:
+    sequences: float[N_i, D] arrays.
+    cluster_ids: matching label lists.
+    num_permutations: copies per speaker with shuffled runs; 0 or 1 keeps
+      the speaker's observations in their original order, once.
+    rng: random generator.
+
+  Returns:
+    float32[n_k, D] arrays, speakers in sorted label order.
+  """
+  observations = np.concatenate(sequences, axis=0).astype(np.float32)
+  labels = np.asarray([x for ids in cluster_ids for x in ids])
+  _, inverse = np.unique(labels, return_inverse=True)
+  order = np.argsort(inverse, kind='stable')
+  groups = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+  samples = []
+  for idx in groups:
+    if num_permutations > 1:
+      for perm in sample_permuted_segments(idx, num_permutations, rng):
+        samples.append(observations[perm])
+    else:
+      samples.append(observations[idx])
+  return samples
+
+
+def bucketed_length(length: int, bucket: int) -> int:
+  """Rounds a padded length up so few distinct shapes occur.
+
+  Multiples of ``bucket`` up to ``8 * bucket``; beyond that, powers of two
+  times ``bucket``. So lengths up to 1000 with bucket 16 give at most
+  8 + 4 shapes.
+
+  Args:
+    length: the longest real length in a batch (>= 1).
+    bucket: the bucket granularity (>= 1).
+
+  Returns:
+    The padded length (>= length).
+  """
+  if bucket < 1:
+    raise ValueError(f'bucket must be >= 1, got {bucket}')
+  chunks = -(-max(length, 1) // bucket)
+  if chunks > 8:
+    chunks = 1 << (chunks - 1).bit_length()
+  return chunks * bucket
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleSet:
+  """Training samples packed into one array for fast batch assembly.
+
+  Attributes:
+    observations: float32[total, D], all samples back to back.
+    offsets: int64[num_samples + 1], sample i is ``offsets[i]:offsets[i+1]``.
+  """
+
+  observations: np.ndarray
+  offsets: np.ndarray
+
+  @classmethod
+  def from_samples(cls, samples: Sequence[np.ndarray]) -> SampleSet:
+    """Packs a list of float[n_i, D] samples."""
+    if not samples:
+      raise ValueError('no training samples')
+    lengths = np.array([len(s) for s in samples], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return cls(np.concatenate(samples, axis=0).astype(np.float32), offsets)
+
+  @property
+  def lengths(self) -> np.ndarray:
+    """int64[num_samples] real length of every sample."""
+    return np.diff(self.offsets)
+
+  def __len__(self) -> int:
+    return len(self.offsets) - 1
+
+  def batch(self, indices: np.ndarray, *, bucket: int) -> dict[str, np.ndarray]:
+    """Pads the chosen samples into a fixed-shape batch.
+
+    Args:
+      indices: int[B] which samples (repeats allowed).
+      bucket: see `bucketed_length`.
+
+    Returns:
+      ``{'observations': float32[B, T, D], 'mask': bool[B, T]}`` with T the
+      bucketed longest length; padded entries are 0 and masked out.
+    """
+    lengths = self.lengths[indices]
+    steps = bucketed_length(int(lengths.max()), bucket)
+    mask = np.arange(steps)[None, :] < lengths[:, None]
+    # Gather rows: row t of batch entry b is offsets[b] + t where masked in.
+    rows = self.offsets[indices][:, None] + np.arange(steps)[None, :]
+    rows = np.where(mask, rows, 0)
+    observations = self.observations[rows]
+    observations[~mask] = 0.0
+    return {'observations': observations, 'mask': mask}
+
+  def sample_batch(
+    self, batch_size: int | None, rng: np.random.Generator, *, bucket: int
+  ) -> dict[str, np.ndarray]:
+    """A minibatch drawn with replacement, or every sample when None."""
+    if batch_size is None:
+      return self.batch(np.arange(len(self)), bucket=bucket)
+    if batch_size < 1:
+      raise ValueError(f'batch_size must be >= 1 or None, got {batch_size}')
+    return self.batch(rng.integers(0, len(self), batch_size), bucket=bucket)
+
+
+def prepare_training_data(
+  sequences: np.ndarray | Sequence[np.ndarray],
+  cluster_ids: Labels | Sequence[Labels],
+  *,
+  observation_dim: int | None,
+  enforce_uniqueness: bool,
+  num_permutations: int,
+  rng: np.random.Generator,
+) -> tuple[SampleSet, list[list[str]]]:
+  """Validates, shuffles and converts training data into speaker samples.
+
+  Args:
+    sequences: a list of float[N_i, D] sequences, or one concatenated
+      float[N, D] sequence.
+    cluster_ids: a matching list of label sequences, or one label sequence.
+    observation_dim: the expected D (None: taken from the data).
+    enforce_uniqueness: prefix labels per sequence (lists only; a single
+      concatenated sequence must already have globally unique labels).
+    num_permutations: see `speaker_samples`.
+    rng: random generator (sequence order and permutations).
+
+  Returns:
+    ``(samples, label_sequences)``: the packed samples, and the validated
+    label sequences in their original order (for estimating p0 and alpha).
+
+  Raises:
+    TypeError, ValueError: on malformed input, before any work is done.
+  """
+  if isinstance(sequences, np.ndarray):
+    sequences, cluster_ids = [sequences], [cluster_ids]
+    enforce_uniqueness = False
+  elif not isinstance(sequences, (list, tuple)):
+    raise TypeError(
+      'sequences must be a list of float arrays or one float array, got '
+      f'{type(sequences).__name__}'
+    )
+  if not isinstance(cluster_ids, (list, tuple)):
+    raise TypeError('cluster_ids must be a list when sequences is a list')
+  if len(sequences) != len(cluster_ids):
+    raise ValueError(
+      f'{len(sequences)} sequences but {len(cluster_ids)} label sequences'
+    )
+  if not sequences:
+    raise ValueError('no training sequences given')
+  dim = observation_dim
+  labels = []
+  for i, (seq, ids) in enumerate(zip(sequences, cluster_ids, strict=True)):
+    check_sequence(seq, observation_dim=dim, name=f'sequences[{i}]')
+    dim = seq.shape[1]
+    labels.append(check_labels(ids, len(seq), name=f'cluster_ids[{i}]'))
+  grouped = (
+    enforce_cluster_id_uniqueness(labels) if enforce_uniqueness else labels
+  )
+  order = rng.permutation(len(sequences))
+  samples = speaker_samples(
+    [sequences[i] for i in order],
+    [grouped[i] for i in order],
+    num_permutations=num_permutations,
+    rng=rng,
+  )
+  return SampleSet.from_samples(samples), labels

@@ -1,0 +1,312 @@
+"""The UIS-RNN network as pure functions over a plain parameter pytree.
+
+Shape letters used in docstrings throughout the package:
+  B batch, T time, D observation_dim, H hidden size, L depth (GRU layers),
+  K beam size, S max speakers.
+
+Parameters are a dict (a pytree) laid out like PyTorch's modules, so that
+weights trained by the reference ``uisrnn`` package load by plain copy:
+
+  {'rnn': [{'w_ih': f32[3H, D or H], 'w_hh': f32[3H, H],
+            'b_ih': f32[3H], 'b_hh': f32[3H]}, ...],   # one dict per layer
+   'head': {'w1': f32[H, H], 'b1': f32[H], 'w2': f32[D, H], 'b2': f32[D]},
+   'init_hidden': f32[L, H],
+   'sigma2': f32[D]}
+
+The GRU follows ``torch.nn.GRU`` exactly: gates in (r, z, n) order, separate
+input and hidden biases, and the reset gate applied to ``W_hn h + b_hn``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Params = dict[str, Any]
+
+INITIAL_SIGMA2 = 0.1
+
+
+def init_params(
+  key: jax.Array,
+  *,
+  observation_dim: int,
+  hidden_size: int,
+  depth: int = 1,
+  sigma2: float | None = None,
+) -> Params:
+  """Initialises parameters the way PyTorch initialises the reference model.
+
+  GRU weights and biases, and both mean-head layers, are drawn uniformly from
+  ``[-1/sqrt(fan), 1/sqrt(fan)]`` (fan = hidden size for the GRU, the layer's
+  input size for the head); the initial hidden state is zero; sigma2 starts at
+  0.1 when it is to be learned, else at the given value.
+
+  Args:
+    key: PRNG key.
+    observation_dim: D, the embedding dimension.
+    hidden_size: H, units per GRU layer.
+    depth: L, number of stacked GRU layers.
+    sigma2: fixed observation variance, or None to start from 0.1.
+
+  Returns:
+    The parameter pytree described in the module docstring (float32).
+  """
+  if observation_dim < 1 or hidden_size < 1 or depth < 1:
+    raise ValueError(
+      'observation_dim, hidden_size and depth must be positive, got '
+      f'{observation_dim}, {hidden_size}, {depth}'
+    )
+  keys = iter(jax.random.split(key, 4 * depth + 4))
+
+  def uniform(shape, fan):
+    bound = 1.0 / np.sqrt(fan)
+    return jax.random.uniform(
+      next(keys), shape, jnp.float32, minval=-bound, maxval=bound
+    )
+
+  h, d = hidden_size, observation_dim
+  rnn = []
+  for layer in range(depth):
+    in_dim = d if layer == 0 else h
+    rnn.append(
+      {
+        'w_ih': uniform((3 * h, in_dim), h),
+        'w_hh': uniform((3 * h, h), h),
+        'b_ih': uniform((3 * h,), h),
+        'b_hh': uniform((3 * h,), h),
+      }
+    )
+  head = {
+    'w1': uniform((h, h), h),
+    'b1': uniform((h,), h),
+    'w2': uniform((d, h), h),
+    'b2': uniform((d,), h),
+  }
+  return {
+    'rnn': rnn,
+    'head': head,
+    'init_hidden': jnp.zeros((depth, h), jnp.float32),
+    'sigma2': jnp.full(
+      (d,), INITIAL_SIGMA2 if sigma2 is None else sigma2, jnp.float32
+    ),
+  }
+
+
+def gru_gates(
+  layer: Mapping[str, jax.Array], h: jax.Array, gi: jax.Array
+) -> jax.Array:
+  """The recurrent half of a GRU step, given the input projection.
+
+  Args:
+    layer: one layer's parameters (``w_hh``, ``b_hh`` are used).
+    h: float32[..., H] previous hidden state.
+    gi: float32[..., 3H] input projection ``x @ w_ih.T + b_ih``.
+
+  Returns:
+    float32[..., H] the new hidden state.
+  """
+  gh = h @ layer['w_hh'].T + layer['b_hh']
+  ir, iz, in_ = jnp.split(gi, 3, axis=-1)
+  hr, hz, hn = jnp.split(gh, 3, axis=-1)
+  r = jax.nn.sigmoid(ir + hr)
+  z = jax.nn.sigmoid(iz + hz)
+  n = jnp.tanh(in_ + r * hn)
+  return (1.0 - z) * n + z * h
+
+
+def gru_cell(
+  layer: Mapping[str, jax.Array], h: jax.Array, x: jax.Array
+) -> jax.Array:
+  """One step of one GRU layer, PyTorch equations.
+
+  Args:
+    layer: ``{'w_ih': f32[3H, I], 'w_hh': f32[3H, H], 'b_ih', 'b_hh'}``.
+    h: float32[..., H] previous hidden state.
+    x: float32[..., I] input.
+
+  Returns:
+    float32[..., H] the new hidden state.
+  """
+  return gru_gates(layer, h, x @ layer['w_ih'].T + layer['b_ih'])
+
+
+def rnn_step(params: Params, h: jax.Array, x: jax.Array) -> jax.Array:
+  """One time step through all stacked layers (no dropout: inference).
+
+  Args:
+    params: the full parameter pytree.
+    h: float32[..., L, H] hidden state of every layer.
+    x: float32[..., D] observation.
+
+  Returns:
+    float32[..., L, H] the new hidden states; ``[..., -1, :]`` feeds the head.
+  """
+  new = []
+  inp = x
+  for i, layer in enumerate(params['rnn']):
+    inp = gru_cell(layer, h[..., i, :], inp)
+    new.append(inp)
+  return jnp.stack(new, axis=-2)
+
+
+def mean_head(head: Mapping[str, jax.Array], out: jax.Array) -> jax.Array:
+  """Linear(H->H) -> ReLU -> Linear(H->D).
+
+  Args:
+    head: ``{'w1', 'b1', 'w2', 'b2'}`` in PyTorch's ``[out, in]`` layout.
+    out: float32[..., H] top-layer GRU output.
+
+  Returns:
+    float32[..., D].
+  """
+  hidden = jax.nn.relu(out @ head['w1'].T + head['b1'])
+  return hidden @ head['w2'].T + head['b2']
+
+
+def gru_recurrence(
+  layer: Mapping[str, jax.Array], h0: jax.Array, gi: jax.Array
+) -> jax.Array:
+  """Runs the recurrence of one GRU layer over time with ``lax.scan``.
+
+  Only the hidden-to-hidden part is inside the scan; the input projections
+  ``gi`` are computed beforehand for all steps as one matmul.
+
+  Args:
+    layer: one layer's parameters.
+    h0: float32[B, H] initial hidden state.
+    gi: float32[T, B, 3H] input projections, time major.
+
+  Returns:
+    float32[T, B, H] hidden state after every step.
+  """
+
+  def step(h, g):
+    h = gru_gates(layer, h, g)
+    return h, h
+
+  return jax.lax.scan(step, h0, gi)[1]
+
+
+def run_rnn(
+  params: Params,
+  inputs: jax.Array,
+  *,
+  dropout_rate: float = 0.0,
+  dropout_key: jax.Array | None = None,
+) -> jax.Array:
+  """Runs the stacked GRU over whole sequences from ``init_hidden``.
+
+  Padding needs no special treatment here: the GRU is causal, so outputs at
+  real steps never depend on padded steps that come after them. Losses mask
+  padded steps out.
+
+  Args:
+    params: the full parameter pytree.
+    inputs: float32[B, T, D] input sequences.
+    dropout_rate: dropout on the outputs of every layer but the last (as
+      ``torch.nn.GRU(dropout=...)`` in training mode).
+    dropout_key: PRNG key, required when dropout is active.
+
+  Returns:
+    float32[B, T, H] top-layer outputs.
+  """
+  layers = params['rnn']
+  batch = inputs.shape[0]
+  x = jnp.swapaxes(inputs, 0, 1)  # [T, B, D]: scan runs over the leading axis
+  for i, layer in enumerate(layers):
+    gi = x @ layer['w_ih'].T + layer['b_ih']
+    h0 = jnp.broadcast_to(
+      params['init_hidden'][i], (batch, params['init_hidden'].shape[-1])
+    )
+    x = gru_recurrence(layer, h0, gi)
+    if dropout_rate > 0.0 and i + 1 < len(layers):
+      if dropout_key is None:
+        raise ValueError('dropout_rate > 0 needs a dropout_key')
+      dropout_key, sub = jax.random.split(dropout_key)
+      keep = jax.random.bernoulli(sub, 1.0 - dropout_rate, x.shape)
+      x = jnp.where(keep, x / (1.0 - dropout_rate), 0.0)
+  return jnp.swapaxes(x, 0, 1)
+
+
+def predict_means(
+  params: Params,
+  observations: jax.Array,
+  *,
+  dropout_rate: float = 0.0,
+  dropout_key: jax.Array | None = None,
+) -> jax.Array:
+  """Training-time predictions: mu_t for every observation of a speaker.
+
+  A speaker's sub-sequence x_1..x_n is fed as [0, x_1, ..., x_{n-1}]; the head
+  gives m_0..m_{n-1}, and x_{t+1} is predicted by the running mean
+  mu_t = mean(m_0..m_t).
+
+  Args:
+    params: the full parameter pytree.
+    observations: float32[B, T, D] sub-sequences x_1..x_T (padded at the end).
+    dropout_rate: see `run_rnn`.
+    dropout_key: see `run_rnn`.
+
+  Returns:
+    float32[B, T, D] where ``[:, t]`` predicts ``observations[:, t]``.
+  """
+  shifted = jnp.pad(observations[:, :-1], ((0, 0), (1, 0), (0, 0)))
+  out = run_rnn(
+    params, shifted, dropout_rate=dropout_rate, dropout_key=dropout_key
+  )
+  means = mean_head(params['head'], out)
+  steps = jnp.arange(1, observations.shape[1] + 1, dtype=means.dtype)
+  return jnp.cumsum(means, axis=1) / steps[None, :, None]
+
+
+def params_from_torch(
+  state_dict: Mapping[str, Any],
+  init_hidden: Any,
+  sigma2: Any,
+) -> Params:
+  """Converts the reference model's tensors into our parameter pytree.
+
+  Args:
+    state_dict: ``CoreRNN.state_dict()`` of ``uisrnn`` 0.1.2 as NumPy arrays
+      (keys ``gru.weight_ih_l0``, ..., ``linear_mean1.weight``, ...).
+    init_hidden: the reference's ``rnn_init_hidden``, shape [L, 1, H].
+    sigma2: the reference's ``sigma2``, shape [D].
+
+  Returns:
+    The parameter pytree (float32).
+
+  Raises:
+    KeyError: if a tensor the model needs is missing.
+  """
+
+  def get(name):
+    return jnp.asarray(np.asarray(state_dict[name], np.float32))
+
+  depth = sum(1 for k in state_dict if k.startswith('gru.weight_ih_l'))
+  rnn = [
+    {
+      'w_ih': get(f'gru.weight_ih_l{i}'),
+      'w_hh': get(f'gru.weight_hh_l{i}'),
+      'b_ih': get(f'gru.bias_ih_l{i}'),
+      'b_hh': get(f'gru.bias_hh_l{i}'),
+    }
+    for i in range(depth)
+  ]
+  head = {
+    'w1': get('linear_mean1.weight'),
+    'b1': get('linear_mean1.bias'),
+    'w2': get('linear_mean2.weight'),
+    'b2': get('linear_mean2.bias'),
+  }
+  h0 = np.asarray(init_hidden, np.float32).reshape(depth, -1)
+  return {
+    'rnn': rnn,
+    'head': head,
+    'init_hidden': jnp.asarray(h0),
+    'sigma2': jnp.asarray(np.asarray(sigma2, np.float32).reshape(-1)),
+  }
