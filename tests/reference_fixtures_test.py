@@ -59,6 +59,8 @@ class FixtureFilesTest(absltest.TestCase):
     expected = {f'model_{n}' for n in _MODEL_NAMES}
     expected |= {f'trajectory_{n}' for n in _TRAJECTORY_NAMES}
     expected.add('estimators')
+    # Made by make_torch_model_fixture.py, read by tests/convert_test.py.
+    expected.add('reference_model_expected')
     self.assertEqual(stems, expected)
 
   def test_coverage(self):

@@ -1,0 +1,924 @@
+"""Google's ``uisrnn`` 0.1.2 API over the functional core.
+
+Scripts written for the seed run after changing one import::
+
+  import uisrnn_jax as uisrnn
+
+  model_args, training_args, inference_args = uisrnn.parse_arguments()
+  model = uisrnn.UISRNN(model_args)
+  model.fit(train_sequences, train_cluster_ids, training_args)
+  predicted = model.predict(test_sequences, inference_args)
+  model.save('model.uisrnn')   # one msgpack file, no pickle
+  model.load('saved_by_uisrnn_0.1.2.uisrnn')   # also reads the seed's files
+
+`UISRNN` is the package's only stateful object: it holds a
+`uisrnn_jax.train.TrainState` and the config built from the seed's argument
+namespaces, and every method delegates to the pure functions
+(`train.fit`, `decode.predict_labels`). The seed's quirks it keeps, each
+tested in ``tests/compat_test.py``:
+
+* ``test_iteration`` tiling: ``predict`` decodes M back-to-back copies of a
+  sequence and returns the labels of the last copy.
+* The decode-time mean update of ``_update_beam_state`` (``mean_rule =
+  'reference'``), so predictions match the seed's with the same weights.
+* ``transition_bias`` pooled across ``fit`` calls, weighted by the
+  transition counts (``transition_bias_denominator``).
+* A fresh optimizer at every ``fit`` call (the seed builds Adam inside
+  ``fit``; the step count, which seeds data sampling and dropout, goes on).
+* The unsquared-norm L2 regularisation and the 1e-6 clamp of sigma2 live in
+  `uisrnn_jax.losses` and `uisrnn_jax.train`.
+
+Documented differences: predicted labels are renumbered 0, 1, 2, ... in
+order of first appearance within the returned copy (the seed returns its
+raw speaker indices of the last copy, which for ``test_iteration > 1`` need
+not start at 0; the partition is the same); float32 input is accepted as
+well as float64; the models are initialised from ``jax.random.key(seed)``
+(``model_args.seed``, default 0) rather than torch's global RNG;
+``enable_cuda`` is ignored (JAX places arrays); messages go to
+``absl.logging``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import numbers
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from flax import serialization
+from ml_collections import config_dict
+
+from uisrnn_jax import arguments, checkpoint, data, decode, train
+from uisrnn_jax import model as model_lib
+
+MODEL_FORMAT = 'uisrnn_jax.model'
+MODEL_VERSION = 1
+
+# The seed's verbosity levels and the absl severity each is logged at.
+_SEVERITY = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
+
+# The seed's argument names (= config fields) and how each is checked.
+_MODEL_FIELDS = {
+  'observation_dim': 'positive_int',
+  'rnn_hidden_size': 'positive_int',
+  'rnn_depth': 'positive_int',
+  'rnn_dropout': 'probability',
+  'transition_bias': 'optional_open_probability',
+  'crp_alpha': 'positive_float',
+  'sigma2': 'optional_positive_float',
+}
+_TRAINING_FIELDS = {
+  'optimizer': 'optimizer',
+  'learning_rate': 'nonnegative_float',
+  'train_iteration': 'nonnegative_int',
+  'batch_size': 'optional_positive_int',
+  'num_permutations': 'nonnegative_int',
+  'sigma_alpha': 'float',
+  'sigma_beta': 'float',
+  'regularization_weight': 'nonnegative_float',
+  'grad_max_norm': 'positive_float',
+  'enforce_cluster_id_uniqueness': 'bool',
+}
+_INFERENCE_FIELDS = {
+  'beam_size': 'positive_int',
+  'look_ahead': 'positive_int',
+  'test_iteration': 'positive_int',
+  # Ours: speaker slots per hypothesis (grown automatically, see `predict`).
+  'max_speakers': 'positive_int',
+}
+_FLOAT_RANGES = {
+  'float': (lambda v: True, ''),
+  'positive_float': (lambda v: v > 0, '> 0'),
+  'nonnegative_float': (lambda v: v >= 0, '>= 0'),
+  'probability': (lambda v: 0 <= v < 1, 'in [0, 1)'),
+  'open_probability': (lambda v: 0 < v < 1, 'in (0, 1)'),
+}
+
+_CONCATENATED_WARNING = (
+  'transition_bias is estimated from one concatenated training sequence, so '
+  'every change between the original sequences counts as a speaker change '
+  'and the estimate is biased. Pass a list of sequences to fit(), or '
+  'estimate transition_bias before concatenating and give it in model_args.'
+)
+
+
+class Logger:
+  """The seed's logger: messages up to ``verbosity`` pass, to absl.logging.
+
+  Levels are the seed's: 0 fatal (raises RuntimeError), 1 errors, 2 warnings
+  and important steps, 3 less important steps, 4 and above debugging. A
+  message whose level exceeds ``verbosity`` is dropped; the others are
+  logged with absl, by default at the severity the seed's label for the
+  level names (1 ERROR, 2 WARNING, 3 INFO, 4+ DEBUG), so absl's own
+  threshold applies too (outside ``absl.app``, INFO and DEBUG are hidden
+  unless ``absl.logging.set_verbosity`` says otherwise). Training progress
+  is logged by `uisrnn_jax.train.fit` at INFO.
+
+  Args:
+    verbosity: the highest level that is logged.
+  """
+
+  def __init__(self, verbosity: int = 3):
+    self.verbosity = verbosity
+
+  def print(
+    self, level: int, message: str, *, severity: int | None = None
+  ) -> None:
+    """Logs ``message`` if ``level <= verbosity``.
+
+    Args:
+      level: the seed's level of the message.
+      message: the text.
+      severity: absl severity (e.g. ``logging.INFO``) to log at, overriding
+        the level's (the seed logs its "Done training" at level 1).
+
+    Raises:
+      RuntimeError: for level 0 (fatal), like the seed.
+    """
+    if level > self.verbosity:
+      return
+    if level <= 0:
+      raise RuntimeError(message)
+    if severity is None:
+      severity = _SEVERITY.get(level, logging.DEBUG)
+    logging.log(severity, '%s', message)
+
+  def fatal(self, message: str) -> None:
+    """Level 0: raises RuntimeError (if verbosity >= 0)."""
+    self.print(0, message)
+
+  def error(self, message: str) -> None:
+    """Level 1."""
+    self.print(1, message)
+
+  def warning(self, message: str) -> None:
+    """Level 2."""
+    self.print(2, message)
+
+  def info(self, message: str) -> None:
+    """Level 3."""
+    self.print(3, message)
+
+  def debug(self, message: str) -> None:
+    """Level 4."""
+    self.print(4, message)
+
+
+def _check_value(owner: str, name: str, value: Any, kind: str) -> Any:
+  """Checks one argument against ``kind``; returns it as a Python value.
+
+  Raises:
+    TypeError: wrong type (e.g. a string or a bool where a number belongs).
+    ValueError: out of range.
+  """
+  where = f'{owner}.{name}'
+  if kind.startswith('optional_'):
+    if value is None:
+      return None
+    kind = kind[len('optional_') :]
+  if kind == 'bool':
+    if not isinstance(value, (bool, np.bool_)):
+      raise TypeError(f'{where} must be a bool, got {value!r}')
+    return bool(value)
+  if kind == 'optimizer':
+    if value != 'adam':
+      raise ValueError(f"{where} must be 'adam' (the only one), got {value!r}")
+    return value
+  is_bool = isinstance(value, (bool, np.bool_))
+  if kind.endswith('_int'):
+    if is_bool or not isinstance(value, numbers.Integral):
+      raise TypeError(f'{where} must be an int, got {value!r}')
+    low = 1 if kind == 'positive_int' else 0
+    if value < low:
+      raise ValueError(f'{where} must be >= {low}, got {value}')
+    return int(value)
+  if is_bool or not isinstance(value, numbers.Real):
+    raise TypeError(f'{where} must be a number, got {value!r}')
+  in_range, expected = _FLOAT_RANGES[kind]
+  if not (math.isfinite(value) and in_range(value)):
+    expected = f'finite and {expected}' if expected else 'finite'
+    raise ValueError(f'{where} must be {expected}, got {value}')
+  return float(value)
+
+
+def _read_args(
+  args: Any, owner: str, fields: Mapping[str, str], defaults: Any
+) -> dict[str, Any]:
+  """Reads and checks the seed's fields from a namespace-like object.
+
+  A missing attribute takes its default from ``defaults`` (the seed's);
+  attributes not listed are ignored, as the seed ignores them.
+  """
+  if args is None:
+    raise TypeError(
+      f'{owner} must be an argparse.Namespace (or any object with the '
+      'attributes), got None'
+    )
+  return {
+    name: _check_value(owner, name, getattr(args, name, defaults[name]), kind)
+    for name, kind in fields.items()
+  }
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The seed's defaults as our config (equal to ``configs/default.py``).
+
+  Built from the seed's argument parsers (`uisrnn_jax.arguments`) plus our
+  own fields; the ``configs`` directory is not part of the installed package.
+
+  Returns:
+    A ConfigDict with ``seed`` and the groups ``model``, ``train`` and
+    ``decode``.
+  """
+  model, training, inference = (
+    vars(parser.parse_args([]))
+    for parser in (
+      arguments.model_parser(),
+      arguments.training_parser(),
+      arguments.inference_parser(),
+    )
+  )
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.model = ml_collections.ConfigDict(
+    {
+      k: model[k]
+      for k in _MODEL_FIELDS
+      if k not in ('transition_bias', 'sigma2')
+    }
+  )
+  config.model.transition_bias = config_dict.placeholder(float)
+  config.model.sigma2 = config_dict.placeholder(float)
+  config.model.crp_alpha_estimator = 'given'
+  config.train = ml_collections.ConfigDict(training)
+  config.train.update(
+    loss='nll', loss_samples=5, bucket=16, log_every=100, checkpoint_every=1000
+  )
+  config.decode = ml_collections.ConfigDict(inference)
+  config.decode.update(
+    max_speakers=16,
+    speaker_overflow='error',
+    mean_rule='reference',
+    bucket=64,
+  )
+  return config
+
+
+def model_config(model_args: Any) -> ml_collections.ConfigDict:
+  """`default_config` with the ``model`` group taken from ``model_args``.
+
+  Args:
+    model_args: the seed's model namespace (``parse_arguments()[0]``), or
+      any object with its attributes; missing ones take the seed's defaults.
+      An optional integer attribute ``seed`` (ours, default 0) seeds the
+      initial weights, data sampling and dropout.
+
+  Returns:
+    The config; it decodes with the seed's mean update
+    (``decode.mean_rule = 'reference'``).
+
+  Raises:
+    TypeError: an argument has the wrong type.
+    ValueError: an argument is out of range.
+  """
+  config = default_config()
+  config.model.update(
+    _read_args(model_args, 'model_args', _MODEL_FIELDS, config.model)
+  )
+  config.seed = _check_value(
+    'model_args', 'seed', getattr(model_args, 'seed', 0), 'nonnegative_int'
+  )
+  return config
+
+
+def _verbosity(model_args: Any) -> int:
+  value = getattr(model_args, 'verbosity', 3)
+  if isinstance(value, (bool, np.bool_)) or not isinstance(
+    value, numbers.Integral
+  ):
+    raise TypeError(f'model_args.verbosity must be an int, got {value!r}')
+  return int(value)
+
+
+class UISRNN:
+  """Unbounded Interleaved-State RNN with the seed's object API.
+
+  Attributes:
+    observation_dim: D, the dimension of the observations.
+    logger: a `Logger` with the seed's verbosity levels.
+    config: the ConfigDict the model was built with (``model`` group from
+      ``model_args``; ``train`` and ``decode`` are filled per call).
+    state: the `uisrnn_jax.train.TrainState` (params, p0, alpha, ...).
+
+  Example (the seed's four-speaker toy, shortened)::
+
+    model = UISRNN(argparse.Namespace(observation_dim=2, rnn_hidden_size=8,
+                                      rnn_depth=2, verbosity=1))
+    model.fit(train_sequences, train_cluster_ids, training_args)
+    labels = model.predict(test_sequence, inference_args)  # [0, 0, 1, ...]
+  """
+
+  def __init__(self, args: Any):
+    """Builds an untrained model.
+
+    Args:
+      args: the seed's ``model_args`` (see `model_config`).
+
+    Raises:
+      TypeError, ValueError: a bad argument (see `model_config`).
+    """
+    self.config = model_config(args)
+    self.logger = Logger(_verbosity(args))
+    self.observation_dim = int(self.config.model.observation_dim)
+    self.state = train.create_train_state(
+      jax.random.key(self.config.seed), self.config
+    )
+
+  @classmethod
+  def from_reference_model(cls, reference: Any, **model_args: Any) -> UISRNN:
+    """A model holding a converted uisrnn 0.1.2 model (`convert.read_...`).
+
+    Args:
+      reference: a `uisrnn_jax.convert.ReferenceModel`.
+      **model_args: other ``model_args`` fields (e.g. ``verbosity``).
+
+    Returns:
+      The model, with the reference's weights, p0 and alpha.
+    """
+    args = dict(
+      observation_dim=reference.observation_dim,
+      rnn_hidden_size=reference.rnn_hidden_size,
+      rnn_depth=reference.rnn_depth,
+      crp_alpha=reference.crp_alpha,
+    )
+    args.update(model_args)
+    model = cls(argparse.Namespace(**args))
+    model._set_loaded(
+      params=reference.params,
+      transition_bias=reference.transition_bias,
+      denominator=reference.transition_bias_denominator,
+      crp_alpha=reference.crp_alpha,
+      step=0,
+    )
+    return model
+
+  # The seed's attributes. ---------------------------------------------------
+
+  @property
+  def params(self) -> model_lib.Params:
+    """The parameter pytree (see `uisrnn_jax.model`)."""
+    return self.state.params
+
+  @property
+  def transition_bias(self) -> float | None:
+    """p0; None until estimated by ``fit`` (or given in ``model_args``)."""
+    return _nan_to_none(_from_float32(self.state.transition_bias))
+
+  @transition_bias.setter
+  def transition_bias(self, value: float | None) -> None:
+    value = _check_value(
+      'UISRNN', 'transition_bias', value, 'optional_open_probability'
+    )
+    self.state = self.state.replace(
+      transition_bias=jnp.asarray(
+        math.nan if value is None else value, jnp.float32
+      )
+    )
+
+  @property
+  def transition_bias_denominator(self) -> float:
+    """Transitions counted for p0 so far: its weight when pooling fits."""
+    return _from_float32(self.state.transition_bias_denominator)
+
+  @transition_bias_denominator.setter
+  def transition_bias_denominator(self, value: float) -> None:
+    value = _check_value(
+      'UISRNN', 'transition_bias_denominator', value, 'nonnegative_float'
+    )
+    self.state = self.state.replace(
+      transition_bias_denominator=jnp.asarray(value, jnp.float32)
+    )
+
+  @property
+  def crp_alpha(self) -> float:
+    """alpha, the CRP concentration used by ``predict``."""
+    return _from_float32(self.state.crp_alpha)
+
+  @crp_alpha.setter
+  def crp_alpha(self, value: float) -> None:
+    value = _check_value('UISRNN', 'crp_alpha', value, 'positive_float')
+    self.state = self.state.replace(crp_alpha=jnp.asarray(value, jnp.float32))
+
+  @property
+  def sigma2(self) -> np.ndarray:
+    """float32[D] observation variance (a copy; learned unless given)."""
+    return np.array(self.state.params['sigma2'])
+
+  @property
+  def estimate_sigma2(self) -> bool:
+    """Whether ``fit`` learns sigma2 (``model_args.sigma2`` was None)."""
+    return self.config.model.sigma2 is None
+
+  @property
+  def estimate_transition_bias(self) -> bool:
+    """Whether ``fit`` estimates p0 (``model_args.transition_bias`` None)."""
+    return self.config.model.transition_bias is None
+
+  # Training. ----------------------------------------------------------------
+
+  def fit(
+    self,
+    train_sequences: np.ndarray | list[np.ndarray],
+    train_cluster_ids: Any,
+    args: Any,
+  ) -> None:
+    """Trains for ``args.train_iteration`` steps; call again to continue.
+
+    Unless ``model_args.transition_bias`` was given, p0 is estimated from
+    these labels and pooled with earlier calls (weighted by transition
+    counts); otherwise the model's p0 is left as it is. From one
+    concatenated sequence that estimate is biased (every boundary between
+    the original sequences looks like a speaker change), and the seed's
+    warning is logged at level 2.
+
+    For example, three utterances as a list (recommended)::
+
+      train_sequences = [float[5, D], float[3, D], float[8, D]]
+      train_cluster_ids = [['a', 'a', 'b', 'a', 'b'],   # 'a' of utterance 0
+                           ['a', 'c', 'c'],             # is not 'a' of 1
+                           np.array(['x'] * 4 + ['y'] * 4)]
+
+    or concatenated, with labels that are unique across utterances::
+
+      train_sequences = float[16, D]
+      train_cluster_ids = ['0_a', '0_a', '0_b', '0_a', '0_b', '1_a', '1_c',
+                           '1_c', '2_x', ..., '2_y']
+
+    Args:
+      train_sequences: a list of float[N_i, D] arrays, or one concatenated
+        float[N, D] array.
+      train_cluster_ids: a matching list of label sequences (each a list or
+        1-D array of strings), or one concatenated label sequence. With a
+        list, ``args.enforce_cluster_id_uniqueness`` says whether equal
+        labels in different sequences are different speakers.
+      args: the seed's ``training_args``.
+
+    Raises:
+      TypeError: wrong types (sequences not a list or float array, labels
+        not strings, bad ``args`` values).
+      ValueError: wrong shapes or lengths, or no data. Nothing is changed.
+      RuntimeError: the loss became NaN or infinite.
+    """
+    if isinstance(train_sequences, np.ndarray):
+      concatenated = True
+      sequences, cluster_ids = [train_sequences], [train_cluster_ids]
+    elif isinstance(train_sequences, list):
+      concatenated = False
+      sequences, cluster_ids = train_sequences, train_cluster_ids
+      if not isinstance(cluster_ids, list):
+        raise TypeError(
+          'train_cluster_ids must be a list of label sequences when '
+          f'train_sequences is a list, got {type(cluster_ids).__name__}'
+        )
+    else:
+      raise TypeError(
+        'train_sequences must be a list of float arrays or one concatenated '
+        f'float array, got {type(train_sequences).__name__}'
+      )
+    config = self._training_config(args)
+    if concatenated and self.estimate_transition_bias:
+      self.logger.print(2, _CONCATENATED_WARNING)
+    t = config.train
+    # Quirk (fresh optimizer per fit): the seed builds Adam inside fit(), so
+    # every call starts from new moments, with that call's learning rate.
+    tx = train.make_optimizer(
+      learning_rate=float(t.learning_rate),
+      grad_max_norm=float(t.grad_max_norm),
+      learn_sigma2=self.estimate_sigma2,
+    )
+    state = self.state.replace(tx=tx, opt_state=tx.init(self.state.params))
+    # Quirk (pooled transition_bias): train.fit pools the new estimate with
+    # the state's, weighted by the denominators. A given p0 is not touched,
+    # so a loaded or assigned value stays, as in the seed.
+    self.state = train.fit(
+      state,
+      sequences,
+      cluster_ids,
+      config,
+      num_steps=t.train_iteration,
+      update_estimates=self.estimate_transition_bias,
+    )
+    self.logger.print(
+      1,
+      f'Done training with {t.train_iteration} iterations',
+      severity=logging.INFO,
+    )
+
+  def _training_config(self, args: Any) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict(self.config.to_dict())
+    config.train.update(
+      _read_args(args, 'training_args', _TRAINING_FIELDS, config.train)
+    )
+    return config
+
+  # Inference. ---------------------------------------------------------------
+
+  def predict(
+    self, test_sequences: np.ndarray | list[np.ndarray], args: Any
+  ) -> list[int] | list[list[int]]:
+    """Labels one test sequence, or each of a list of them.
+
+    The seed's quirk ``test_iteration``: each sequence is decoded as M
+    back-to-back copies and the labels of the last copy are returned. Our
+    labels are renumbered 0, 1, 2, ... in order of first appearance in that
+    copy; the seed returns its raw speaker indices there (the same
+    partition; identical when ``test_iteration == 1``). All sequences of a
+    list are decoded together in batches (`decode.predict_labels`).
+
+    Speaker slots: ``args.max_speakers`` (ours; default 16) per hypothesis;
+    a sequence needing more is decoded again with twice as many, up to its
+    length times ``test_iteration``, so the number of speakers is unbounded
+    as in the seed.
+
+    For example, one utterance of five observations::
+
+      model.predict(float[5, D], inference_args)  ->  [0, 0, 1, 0, 2]
+      model.predict([float[5, D], float[3, D]], inference_args)
+          ->  [[0, 0, 1, 0, 2], [0, 1, 1]]
+
+    Args:
+      test_sequences: one float[N, D] array, or a list of them.
+      args: the seed's ``inference_args`` (``beam_size``, ``look_ahead``,
+        ``test_iteration``).
+
+    Returns:
+      For one array, a list of N ints; for a list, a list of such lists.
+
+    Raises:
+      TypeError: not an array or list, a non-float array, or bad ``args``.
+      ValueError: a sequence that is not 2-D, empty, not finite, or of
+        another dimension than ``observation_dim``. Raised before decoding.
+      RuntimeError: the model has no transition_bias yet (not trained).
+    """
+    if isinstance(test_sequences, np.ndarray):
+      single, sequences = True, [test_sequences]  # the seed's predict_single
+    elif isinstance(test_sequences, list):
+      single, sequences = False, test_sequences
+    else:
+      raise TypeError(
+        'test_sequences must be a float numpy array or a list of them, got '
+        f'{type(test_sequences).__name__}'
+      )
+    for i, sequence in enumerate(sequences):
+      data.check_sequence(
+        sequence,
+        observation_dim=self.observation_dim,
+        name='test_sequence' if single else f'test_sequences[{i}]',
+      )
+    decode_config = self._decode_config(args)
+    if self.transition_bias is None:
+      raise RuntimeError(
+        'transition_bias is unknown: call fit() first, load() a model, or '
+        'give model_args.transition_bias'
+      )
+    labels = self._decode(sequences, decode_config)
+    result = [[int(x) for x in row] for row in labels]
+    return result[0] if single else result
+
+  def _decode_config(self, args: Any) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict(self.config.decode.to_dict())
+    config.update(_read_args(args, 'inference_args', _INFERENCE_FIELDS, config))
+    return config
+
+  def _decode(
+    self, sequences: Sequence[np.ndarray], config: ml_collections.ConfigDict
+  ) -> list[np.ndarray]:
+    if not sequences:
+      return []
+    # A hypothesis has at most one speaker per observation, so this many
+    # slots can never overflow.
+    bound = max(len(s) for s in sequences) * config.test_iteration
+    while True:
+      try:
+        # Quirk (test_iteration tiling) and the seed's decode-time mean
+        # update (decode.mean_rule = 'reference') are done by the decoder.
+        return decode.predict_labels(
+          self.params,
+          sequences,
+          transition_bias=self.transition_bias,
+          crp_alpha=self.crp_alpha,
+          config=config,
+        )
+      except ValueError as e:
+        # Only the speaker-slot overflow is retried, with twice the slots.
+        if 'max_speakers' not in str(e) or config.max_speakers >= bound:
+          raise
+        config.max_speakers = min(2 * config.max_speakers, bound)
+        self.logger.print(
+          4, f'decoding again with max_speakers={config.max_speakers}'
+        )
+
+  # Files. -------------------------------------------------------------------
+
+  def save(self, filepath: str | os.PathLike[str]) -> None:
+    """Writes the model to one msgpack file (no pickle), atomically.
+
+    The file holds the parameters, ``transition_bias``, its denominator,
+    ``crp_alpha``, the step count and the model's shape; `load` reads it.
+
+    Args:
+      filepath: where to write; parent directories are created.
+    """
+    state = jax.device_get(self.state)
+    payload = {
+      'format': MODEL_FORMAT,
+      'version': MODEL_VERSION,
+      'model': {
+        'observation_dim': self.observation_dim,
+        'rnn_hidden_size': int(self.config.model.rnn_hidden_size),
+        'rnn_depth': int(self.config.model.rnn_depth),
+      },
+      'step': int(state.step),
+      'params': serialization.to_state_dict(state.params),
+      'transition_bias': float(state.transition_bias),
+      'transition_bias_denominator': float(state.transition_bias_denominator),
+      'crp_alpha': float(state.crp_alpha),
+    }
+    checkpoint.atomic_write(
+      os.fspath(filepath), serialization.msgpack_serialize(payload)
+    )
+
+  def load(self, filepath: str | os.PathLike[str]) -> None:
+    """Loads weights, ``transition_bias`` (and denominator) and ``crp_alpha``.
+
+    Reads three formats: our own (`save`), a training checkpoint of
+    ``train.py`` (``ckpt_<step>.msgpack``), and a file written by uisrnn
+    0.1.2's ``save()``, a torch file. The last needs torch (``pip install
+    'uisrnn-jax[torch]'``) and is loaded with ``weights_only=True`` and only
+    the NumPy types it needs allowed (`uisrnn_jax.convert`), so it cannot
+    run code; ``python -m uisrnn_jax.convert`` turns it into our format
+    once. ``model_args.sigma2`` and ``transition_bias`` still decide what a
+    later ``fit`` learns.
+
+    Args:
+      filepath: the file.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ImportError: a torch file, and torch is missing (names the extra).
+      uisrnn_jax.checkpoint.CheckpointError: unreadable, not a model file,
+        or a model of another shape than this one's ``model_args``.
+    """
+    path = os.fspath(filepath)
+    with open(path, 'rb') as f:
+      header = f.read(8)
+    from uisrnn_jax import convert  # noqa: PLC0415 (imports compat lazily)
+
+    if header.startswith(b'PK'):  # a zip file: torch's format
+      loaded = self._read_reference(path)
+    else:
+      loaded = self._read_msgpack(path)
+      if loaded is None and convert.is_torch_file(header):
+        loaded = self._read_reference(path)
+      elif loaded is None:
+        raise checkpoint.CheckpointError(
+          f'{path} is not a uisrnn_jax model file, a train.py checkpoint or '
+          'a uisrnn 0.1.2 model file'
+        )
+    self._check_shape(path, loaded['params'])
+    self._set_loaded(**loaded)
+    self.logger.print(
+      3,
+      f'Loaded model from {path}: transition_bias={self.transition_bias}, '
+      f'crp_alpha={self.crp_alpha}, sigma2={self.sigma2}',
+    )
+
+  def _read_reference(self, path: str) -> dict[str, Any]:
+    from uisrnn_jax import convert  # noqa: PLC0415
+
+    try:
+      reference = convert.read_reference_model(path)
+    except convert.ReferenceFileError as e:
+      raise checkpoint.CheckpointError(str(e)) from e
+    return dict(
+      params=reference.params,
+      transition_bias=reference.transition_bias,
+      denominator=reference.transition_bias_denominator,
+      crp_alpha=reference.crp_alpha,
+      step=0,
+    )
+
+  def _read_msgpack(self, path: str) -> dict[str, Any] | None:
+    """Reads our model file or a train.py checkpoint; None if neither."""
+    with open(path, 'rb') as f:
+      raw = f.read()
+    try:
+      restored = serialization.msgpack_restore(raw)
+    except Exception:  # msgpack raises several types on foreign bytes
+      return None
+    if not isinstance(restored, dict):
+      return None
+    if restored.get('format') == checkpoint.FORMAT:
+      state, _ = checkpoint.load_inference_state(path)
+      return dict(
+        params=state.params,
+        transition_bias=_nan_to_none(float(state.transition_bias)),
+        denominator=float(state.transition_bias_denominator),
+        crp_alpha=float(state.crp_alpha),
+        step=int(state.step),
+      )
+    if restored.get('format') != MODEL_FORMAT:
+      return None
+    if restored.get('version') != MODEL_VERSION:
+      raise checkpoint.CheckpointError(
+        f'{path} has model file version {restored.get("version")}; this '
+        f'uisrnn_jax reads version {MODEL_VERSION}'
+      )
+    try:
+      shape = restored['model']
+      target = jax.eval_shape(
+        lambda: model_lib.init_params(
+          jax.random.key(0),
+          observation_dim=int(shape['observation_dim']),
+          hidden_size=int(shape['rnn_hidden_size']),
+          depth=int(shape['rnn_depth']),
+        )
+      )
+      params = serialization.from_state_dict(target, restored['params'])
+      return dict(
+        params=jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params),
+        transition_bias=_nan_to_none(float(restored['transition_bias'])),
+        denominator=float(restored['transition_bias_denominator']),
+        crp_alpha=float(restored['crp_alpha']),
+        step=int(restored['step']),
+      )
+    except (KeyError, TypeError, ValueError) as e:
+      raise checkpoint.CheckpointError(f'{path} is corrupted: {e}') from e
+
+  def _check_shape(self, path: str, params: model_lib.Params) -> None:
+    expected = jax.tree.map(np.shape, self.state.params)
+    got = jax.tree.map(np.shape, params)
+    if jax.tree.structure(expected) != jax.tree.structure(got) or any(
+      a != b for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got))
+    ):
+      found = (
+        f'observation_dim={params["sigma2"].shape[-1]}, rnn_hidden_size='
+        f'{params["init_hidden"].shape[-1]}, rnn_depth={len(params["rnn"])}'
+      )
+      m = self.config.model
+      raise checkpoint.CheckpointError(
+        f'{path} holds a model with {found}, but this UISRNN was built with '
+        f'observation_dim={m.observation_dim}, rnn_hidden_size='
+        f'{m.rnn_hidden_size}, rnn_depth={m.rnn_depth}; construct it with '
+        'matching model_args'
+      )
+
+  def _set_loaded(
+    self,
+    *,
+    params: model_lib.Params,
+    transition_bias: float | None,
+    denominator: float,
+    crp_alpha: float,
+    step: int,
+  ) -> None:
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+    self.state = self.state.replace(
+      step=jnp.asarray(step, jnp.int32),
+      params=params,
+      opt_state=self.state.tx.init(params),
+      transition_bias=jnp.asarray(
+        math.nan if transition_bias is None else transition_bias, jnp.float32
+      ),
+      transition_bias_denominator=jnp.asarray(denominator, jnp.float32),
+      crp_alpha=jnp.asarray(crp_alpha, jnp.float32),
+    )
+
+
+def _nan_to_none(value: float) -> float | None:
+  return None if math.isnan(value) else value
+
+
+def _from_float32(value: Any) -> float:
+  """A stored float32 scalar as the shortest Python float that rounds to it.
+
+  So a ``crp_alpha`` given as 0.8 reads back as 0.8, not 0.800000011920929.
+  """
+  return float(str(np.float32(value)))
+
+
+def parallel_predict(
+  model: UISRNN,
+  test_sequences: list[np.ndarray],
+  args: Any,
+  num_processes: int = 4,
+) -> list[list[int]]:
+  """The seed's multiprocess prediction, served by batched decoding.
+
+  ``model.predict`` already decodes a list of sequences together in padded
+  batches on one device, so no processes are started; ``num_processes`` is
+  accepted (and checked) for compatibility only.
+
+  Args:
+    model: a `UISRNN`.
+    test_sequences: a list of float[N_i, D] arrays.
+    args: the seed's ``inference_args``.
+    num_processes: ignored (must be a positive int).
+
+  Returns:
+    One list of int labels per sequence.
+
+  Raises:
+    TypeError: ``test_sequences`` is not a list (as in the seed), or see
+      `UISRNN.predict`.
+  """
+  if not isinstance(test_sequences, list):
+    raise TypeError(
+      f'test_sequences must be a list, got {type(test_sequences).__name__}'
+    )
+  _check_value(
+    'parallel_predict', 'num_processes', num_processes, 'positive_int'
+  )
+  return model.predict(test_sequences, args)
+
+
+def result_filename(model_args: Any) -> str:
+  """The seed's result file name, ``layer_<H>_<L>_<dropout>_result.txt``."""
+  return (
+    f'layer_{model_args.rnn_hidden_size}_{model_args.rnn_depth}_'
+    f'{model_args.rnn_dropout:.1f}_result.txt'
+  )
+
+
+def output_result(
+  model_args: Any,
+  training_args: Any,
+  test_record: Sequence[tuple[float, int]],
+  *,
+  append_to: str | os.PathLike[str] | None = None,
+) -> str:
+  """Summarises an experiment as the seed's text block.
+
+  The seed also appends the text to ``layer_<H>_<L>_<dropout>_result.txt``
+  in the working directory; here that is opt-in:
+  ``output_result(..., append_to=result_filename(model_args))``.
+
+  >>> import argparse
+  >>> print(output_result(
+  ...     argparse.Namespace(crp_alpha=1.0),
+  ...     argparse.Namespace(sigma_alpha=1.0, sigma_beta=1.0,
+  ...                        learning_rate=0.01, regularization_weight=1e-5,
+  ...                        batch_size=10),
+  ...     [(1.0, 30), (0.5, 20)]).splitlines()[9])
+    averaged accuracy: 0.750000
+
+  Args:
+    model_args: needs ``crp_alpha``.
+    training_args: needs ``sigma_alpha``, ``sigma_beta``, ``learning_rate``,
+      ``regularization_weight`` and ``batch_size``.
+    test_record: ``(accuracy, length)`` per test sequence.
+    append_to: a file to append the text to (created if missing).
+
+  Returns:
+    The summary text.
+
+  Raises:
+    ValueError: ``test_record`` is empty.
+    TypeError: an entry is not an ``(accuracy, length)`` pair.
+  """
+  records = list(test_record)
+  if not records:
+    raise ValueError('test_record is empty: no accuracy to summarise')
+  for record in records:
+    if not isinstance(record, (tuple, list)) or len(record) != 2:
+      raise TypeError(
+        f'test_record entries must be (accuracy, length) pairs, got {record!r}'
+      )
+  accuracies = [float(accuracy) for accuracy, _ in records]
+  lines = [
+    'Config:',
+    f'  sigma_alpha: {training_args.sigma_alpha}',
+    f'  sigma_beta: {training_args.sigma_beta}',
+    f'  crp_alpha: {model_args.crp_alpha}',
+    f'  learning rate: {training_args.learning_rate}',
+    f'  regularization: {training_args.regularization_weight}',
+    f'  batch size: {training_args.batch_size}',
+    '',
+    'Performance:',
+    f'  averaged accuracy: {np.mean(accuracies):.6f}',
+    '  accuracy numbers for all testing sequences:',
+    *(f'    {accuracy:.6f}' for accuracy in accuracies),
+    '=' * 80,
+  ]
+  text = '\n'.join(lines) + '\n'
+  if append_to is not None:
+    with open(append_to, 'a', encoding='utf-8') as f:
+      f.write(text)
+  return text
