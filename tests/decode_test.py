@@ -547,12 +547,13 @@ class ValidationTest(parameterized.TestCase):
   @parameterized.named_parameters(
     ('one_d', np.zeros(4), ValueError, '2-D'),
     ('three_d', np.zeros((2, 3, 4)), ValueError, '2-D'),
-    ('wrong_dim', np.zeros((3, 5)), ValueError, 'observation_dim 5'),
+    ('wrong_dim', np.zeros((3, 5)), ValueError, 'observation_dim=4'),
     ('empty', np.zeros((0, 4)), ValueError, 'empty'),
     ('nan', np.full((3, 4), np.nan), ValueError, 'NaN'),
     ('inf', np.full((3, 4), np.inf), ValueError, 'Inf'),
-    ('strings', np.full((3, 4), 'a'), TypeError, 'real numbers'),
-    ('not_array', [[0.0] * 4], TypeError, 'NumPy array'),
+    ('strings', np.full((3, 4), 'a'), TypeError, 'float numpy array'),
+    ('ints', np.zeros((3, 4), np.int64), TypeError, 'float numpy array'),
+    ('not_array', [[0.0] * 4], TypeError, 'float numpy array'),
   )
   def test_bad_sequence(self, seq, error, message):
     with self.assertRaisesRegex(error, message):

@@ -48,7 +48,7 @@ import numpy as np
 import tqdm
 from flax import struct
 
-from uisrnn_jax import model
+from uisrnn_jax import data, model
 
 Params = dict[str, Any]
 
@@ -804,11 +804,6 @@ def decode_with_status(
   return labels[0], overflowed[0]
 
 
-def bucket_length(length: int, bucket: int) -> int:
-  """Rounds a length up to a positive multiple of ``bucket``."""
-  return max(bucket, -(-length // bucket) * bucket)
-
-
 def pad_batch(
   sequences: Sequence[np.ndarray], length: int, batch: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -833,7 +828,7 @@ def pad_batch(
 
 
 def _validate(sequences: Any, dim: int) -> list[np.ndarray]:
-  """Checks and casts inputs to a list of float32[N, D] arrays."""
+  """Checks inputs (see `data.check_sequence`), casts to float32[N, D]."""
   if isinstance(sequences, (np.ndarray, jax.Array)):
     sequences = [sequences]
   elif not isinstance(sequences, (list, tuple)):
@@ -841,35 +836,14 @@ def _validate(sequences: Any, dim: int) -> list[np.ndarray]:
       'sequences must be a 2-D array or a list of 2-D arrays, got '
       f'{type(sequences).__name__}'
     )
-  out = []
-  for i, seq in enumerate(sequences):
-    if not isinstance(seq, (np.ndarray, jax.Array)):
-      raise TypeError(
-        f'sequence {i} must be a NumPy array, got {type(seq).__name__}'
-      )
-    seq = np.asarray(seq)
-    if not (
-      np.issubdtype(seq.dtype, np.floating)
-      or np.issubdtype(seq.dtype, np.integer)
-    ):
-      raise TypeError(
-        f'sequence {i} must hold real numbers, got dtype {seq.dtype}'
-      )
-    if seq.ndim != 2:
-      raise ValueError(
-        f'sequence {i} must be 2-D [N, D], got shape {seq.shape}'
-      )
-    if seq.shape[0] == 0:
-      raise ValueError(f'sequence {i} is empty')
-    if seq.shape[1] != dim:
-      raise ValueError(
-        f'sequence {i} has observation_dim {seq.shape[1]}, the model {dim}'
-      )
-    seq = seq.astype(np.float32)
-    if not np.all(np.isfinite(seq)):
-      raise ValueError(f'sequence {i} contains NaN or Inf')
-    out.append(seq)
-  return out
+  return [
+    data.check_sequence(
+      np.asarray(seq) if isinstance(seq, jax.Array) else seq,
+      observation_dim=dim,
+      name=f'sequences[{i}]',
+    ).astype(np.float32)
+    for i, seq in enumerate(sequences)
+  ]
 
 
 def predict_labels(
@@ -935,7 +909,7 @@ def predict_labels(
 
   groups: dict[int, list[int]] = {}
   for i in sorted(range(len(seqs)), key=lambda i: len(seqs[i])):
-    groups.setdefault(bucket_length(len(seqs[i]), bucket), []).append(i)
+    groups.setdefault(data.bucketed_length(len(seqs[i]), bucket), []).append(i)
   batches = [
     (length, idx[start : start + batch_size])
     for length, idx in sorted(groups.items())
@@ -976,7 +950,6 @@ __all__ = [
   'assignment_costs',
   'backtrack',
   'beam_step',
-  'bucket_length',
   'decode',
   'decode_batch',
   'decode_with_status',
