@@ -7,10 +7,8 @@ implementation. Shapes are tiny and each decode setting compiles once: the
 models differ only in parameter values, which are traced.
 """
 
-import contextlib
 import dataclasses
 import itertools
-import logging
 import types
 
 import chex
@@ -18,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
+from jax_testing import compile_log
 
 from uisrnn_jax import decode, model
 
@@ -255,25 +254,6 @@ CASES = [
   ),
   dict(testcase_name='la3', look_ahead=3, test_iteration=1, depth=1),
 ]
-
-
-@contextlib.contextmanager
-def compile_log():
-  """Collects the names of the functions JAX compiles inside the block."""
-  records = []
-
-  class Handler(logging.Handler):
-    def emit(self, record):
-      records.append(record.getMessage())
-
-  handler = Handler(logging.WARNING)
-  logger = logging.getLogger('jax')
-  logger.addHandler(handler)
-  try:
-    with jax.log_compiles():
-      yield records
-  finally:
-    logger.removeHandler(handler)
 
 
 class BruteForceTest(parameterized.TestCase):

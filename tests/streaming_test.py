@@ -1,12 +1,10 @@
 """Tests of uisrnn_jax.streaming: online labels equal the offline decoder's."""
 
-import contextlib
-import logging
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
+from jax_testing import compile_log
 
 from uisrnn_jax import decode, model, streaming
 
@@ -39,25 +37,6 @@ def offline(params, seq, s, p0):
   return decode.predict_labels(
     params, seq, transition_bias=p0, crp_alpha=1.0, config=config
   )[0]
-
-
-@contextlib.contextmanager
-def compile_log():
-  """Collects the log messages of JAX compilations inside the block."""
-  records = []
-
-  class Handler(logging.Handler):
-    def emit(self, record):
-      records.append(record.getMessage())
-
-  handler = Handler(logging.WARNING)
-  logger = logging.getLogger('jax')
-  logger.addHandler(handler)
-  try:
-    with jax.log_compiles():
-      yield records
-  finally:
-    logger.removeHandler(handler)
 
 
 def _compiled_update(log):

@@ -827,6 +827,16 @@ def pad_batch(
   return out, mask
 
 
+def check_priors(transition_bias: float, crp_alpha: float) -> None:
+  """Raises ValueError unless 0 < p0 < 1 and alpha > 0."""
+  if not 0.0 < float(transition_bias) < 1.0:
+    raise ValueError(
+      f'transition_bias must be in (0, 1), got {transition_bias}'
+    )
+  if not float(crp_alpha) > 0.0:
+    raise ValueError(f'crp_alpha must be positive, got {crp_alpha}')
+
+
 def _validate(sequences: Any, dim: int) -> list[np.ndarray]:
   """Checks inputs (see `data.check_sequence`), casts to float32[N, D]."""
   if isinstance(sequences, (np.ndarray, jax.Array)):
@@ -895,12 +905,7 @@ def predict_labels(
     bucket = int(_config_get(config, 'bucket') or bucket)
   if bucket < 1:
     raise ValueError(f'bucket must be positive, got {bucket}')
-  if not 0.0 < float(transition_bias) < 1.0:
-    raise ValueError(
-      f'transition_bias must be in (0, 1), got {transition_bias}'
-    )
-  if not float(crp_alpha) > 0.0:
-    raise ValueError(f'crp_alpha must be positive, got {crp_alpha}')
+  check_priors(transition_bias, crp_alpha)
   if batch_size < 1:
     raise ValueError(f'batch_size must be positive, got {batch_size}')
   seqs = _validate(sequences, int(params['sigma2'].shape[-1]))

@@ -101,12 +101,7 @@ def init(
       'streaming decodes each observation once; set test_iteration=1, got '
       f'{settings.test_iteration}'
     )
-  if not 0.0 < float(transition_bias) < 1.0:
-    raise ValueError(
-      f'transition_bias must be in (0, 1), got {transition_bias}'
-    )
-  if not float(crp_alpha) > 0.0:
-    raise ValueError(f'crp_alpha must be positive, got {crp_alpha}')
+  decode_lib.check_priors(transition_bias, crp_alpha)
   if capacity < 1:
     raise ValueError(f'capacity must be positive, got {capacity}')
   depth, hidden = params['init_hidden'].shape
