@@ -156,8 +156,11 @@ class PipelineTest(parameterized.TestCase):
     samples = data.SampleSet.from_samples(
       [np.full((2, 1), 1.0), np.full((5, 1), 2.0)]
     )
-    batch = samples.batch(np.array([1, 0, 0]), bucket=4)
+    batch = samples.batch(np.array([1, 0, 0]), bucket=4, pack=False)
     self.assertEqual(batch['observations'].shape, (3, 8, 1))
+    np.testing.assert_array_equal(batch['starts'][:, 0], True)
+    self.assertEqual(batch['starts'].sum(), 3)
+    np.testing.assert_array_equal(batch['ends'][:, 0], [5, 2, 2])
     self.assertEqual(batch['observations'].dtype, np.float32)
     np.testing.assert_array_equal(batch['mask'].sum(1), [5, 2, 2])
     np.testing.assert_array_equal(batch['observations'][0, :5, 0], 2.0)
@@ -170,11 +173,71 @@ class PipelineTest(parameterized.TestCase):
     self.assertEqual(full['mask'].sum(), 6)
     a = samples.sample_batch(7, np.random.default_rng(1), bucket=1)
     b = samples.sample_batch(7, np.random.default_rng(1), bucket=1)
-    self.assertEqual(a['observations'].shape[0], 7)
-    np.testing.assert_array_equal(a['observations'], b['observations'])
+    self.assertEqual(a['starts'].sum(), 7)  # 7 samples, however packed
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
     with self.assertRaisesRegex(ValueError, 'batch_size'):
       samples.sample_batch(0, np.random.default_rng(0), bucket=1)
 
 
 if __name__ == '__main__':
   absltest.main()
+
+
+class PackingTest(parameterized.TestCase):
+  @parameterized.parameters(
+    (0, 1), (1, 1), (2, 2), (3, 4), (4, 4), (5, 8), (8, 8), (9, 16), (33, 64)
+  )
+  def test_bucketed_rows(self, rows, want):
+    self.assertEqual(data.bucketed_rows(rows), want)
+
+  def test_pack_lengths_first_fit_decreasing(self):
+    rows = data.pack_lengths([2, 7, 3, 5, 1], 8)
+    # 7 -> row 0 (1 left); 5 -> row 1 (3 left); 3 -> row 1; 2 -> row 2;
+    # 1 -> row 0.
+    self.assertEqual(rows, [[1, 4], [3, 2], [0]])
+    with self.assertRaisesRegex(ValueError, 'does not fit'):
+      data.pack_lengths([9], 8)
+
+  def test_layout_prefers_fewer_slots(self):
+    # One long sample and many short ones: rows of the longest sample's
+    # bucket hold everything in two rows instead of ten.
+    steps, rows = data.packed_layout([30] + [3] * 9, 16)
+    self.assertEqual(steps, 32)
+    self.assertLen(rows, 2)
+
+  @parameterized.parameters(1, 4, 16)
+  def test_packed_batch_holds_every_sample_once_in_order(self, bucket):
+    rng = np.random.default_rng(bucket)
+    lengths = rng.integers(1, 40, size=25)
+    samples = data.SampleSet.from_samples(
+      [
+        np.arange(n, dtype=np.float32)[:, None] + 100.0 * i
+        for i, n in enumerate(lengths)
+      ]
+    )
+    indices = rng.integers(0, len(samples), size=12)  # repeats allowed
+    batch = samples.batch(indices, bucket=bucket)
+    obs, mask = batch['observations'][..., 0], batch['mask']
+    starts, ends = batch['starts'], batch['ends']
+    self.assertEqual(obs.shape[0], data.bucketed_rows(obs.shape[0]))
+    self.assertEqual(obs.shape[1] % bucket, 0)
+    self.assertLessEqual(obs.shape[0], len(indices))
+    np.testing.assert_array_equal(obs[~mask], 0.0)
+    self.assertFalse(np.any(starts & ~mask))
+    found = []
+    for r in range(obs.shape[0]):
+      real = np.flatnonzero(mask[r])
+      if real.size:  # real steps first, contiguous
+        np.testing.assert_array_equal(real, np.arange(real.size))
+      for t in np.flatnonzero(starts[r]):
+        end = ends[r, t]
+        piece = obs[r, t:end]
+        self.assertTrue(np.all(mask[r, t:end]))
+        self.assertTrue(np.all(ends[r, t:end] == end))
+        self.assertFalse(np.any(starts[r, t + 1 : end]))
+        self.assertTrue(end == real.size or starts[r, end])
+        found.append(piece.tolist())
+    want = [(np.arange(lengths[i]) + 100.0 * i).tolist() for i in indices]
+    self.assertCountEqual(found, want)
+    self.assertEqual(mask.sum(), lengths[indices].sum())

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from uisrnn_jax import losses, model
+from uisrnn_jax import data, losses, model
 
 
 def _constant_head_params(c, d=1, h=2, sigma2=0.5):
@@ -138,6 +138,50 @@ class LossesTest(parameterized.TestCase):
       self.assertEqual(targets[b, n - 1], n - 1)  # only one future sample
       # With 50 draws the mean is near the middle of the window.
       self.assertAlmostEqual(targets[b, 0], (n - 1) / 2, delta=0.6)
+
+  def test_sample_mean_targets_stay_in_their_packed_sample(self):
+    # Two samples packed in one row: [0, 1, 2] then [3, 4, 5, 6], x_t = t.
+    obs = np.arange(8, dtype=np.float32).reshape(1, 8, 1)
+    mask = np.array([[True] * 7 + [False]])
+    ends = np.array([[3, 3, 3, 7, 7, 7, 7, 7]], np.int32)
+    targets = losses.sample_mean_targets(jax.random.key(1), obs, mask, 40, ends)
+    targets = np.asarray(targets)[0, :7, 0]
+    for t, end in enumerate(ends[0, :7]):
+      self.assertGreaterEqual(targets[t], t)
+      self.assertLessEqual(targets[t], end - 1)
+    self.assertEqual(targets[2], 2.0)  # last of the first sample
+    self.assertEqual(targets[6], 6.0)
+
+  @parameterized.parameters(1, 2)
+  def test_packed_batch_gives_the_unpacked_loss_and_gradients(self, depth):
+    rng = np.random.default_rng(depth)
+    samples = data.SampleSet.from_samples(
+      [rng.normal(size=(n, 3)).astype(np.float32) for n in (7, 2, 5, 1, 3, 6)]
+    )
+    indices = np.array([0, 1, 2, 3, 4, 5, 1])
+    packed = samples.batch(indices, bucket=4)
+    unpacked = samples.batch(indices, bucket=4, pack=False)
+    self.assertLess(packed['mask'].size, unpacked['mask'].size)
+    params = model.init_params(
+      jax.random.key(depth), observation_dim=3, hidden_size=5, depth=depth
+    )
+    params['init_hidden'] = 0.2 * jnp.ones_like(params['init_hidden'])
+
+    def run(batch):
+      return jax.jit(
+        jax.value_and_grad(
+          lambda p: losses.total_loss(p, batch, jax.random.key(0), **KW),
+          has_aux=True,
+        )
+      )(params)
+
+    (loss_p, parts_p), grads_p = run(packed)
+    (loss_u, parts_u), grads_u = run(unpacked)
+    np.testing.assert_allclose(loss_p, loss_u, rtol=1e-5)
+    for name in parts_u:
+      np.testing.assert_allclose(parts_p[name], parts_u[name], rtol=1e-5)
+    for g_p, g_u in zip(jax.tree.leaves(grads_p), jax.tree.leaves(grads_u)):
+      np.testing.assert_allclose(g_p, g_u, rtol=2e-4, atol=1e-6)
 
   def test_loss_kwargs_validates(self):
     class Cfg:

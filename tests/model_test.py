@@ -109,6 +109,35 @@ class ModelTest(parameterized.TestCase):
         got[b], numpy_means(params, xs[b]), rtol=1e-4, atol=1e-5
       )
 
+  @parameterized.parameters(1, 2)
+  def test_packed_row_equals_separate_rows(self, depth):
+    # Samples of lengths 3, 1 and 4 back to back in one row of 9 (1 padded)
+    # predict exactly what they predict alone, each in a row of its own.
+    params = _random_params(depth)
+    rng = np.random.default_rng(depth)
+    pieces = [rng.normal(size=(n, 4)).astype(np.float32) for n in (3, 1, 4)]
+    row = np.concatenate(pieces + [np.full((1, 4), 9.0, np.float32)])
+    starts = np.zeros((1, 9), bool)
+    starts[0, [0, 3, 4]] = True
+    got = jax.jit(model.predict_means)(params, row[None], starts=starts)[0]
+    t = 0
+    for piece in pieces:
+      alone = model.predict_means(params, piece[None])[0]
+      np.testing.assert_allclose(
+        got[t : t + len(piece)], alone, rtol=1e-5, atol=1e-6
+      )
+      np.testing.assert_allclose(
+        alone, numpy_means(params, piece), rtol=1e-4, atol=1e-5
+      )
+      t += len(piece)
+
+  def test_segment_cumulative_mean(self):
+    values = np.arange(1.0, 7.0, dtype=np.float32).reshape(1, 6, 1)
+    starts = np.array([[False, False, True, False, False, True]])
+    got = model.segment_cumulative_mean(values, starts)[0, :, 0]
+    # Step 0 starts a segment even when not flagged.
+    np.testing.assert_allclose(got, [1.0, 1.5, 3.0, 3.5, 4.0, 6.0])
+
   def test_rnn_step_matches_run_rnn(self):
     params = _random_params(2)
     xs = np.random.default_rng(1).normal(size=(1, 5, 4)).astype(np.float32)
@@ -151,14 +180,17 @@ class ModelTest(parameterized.TestCase):
     jax.tree.map(np.testing.assert_array_equal, got, params)
 
 
-def _plain_recurrence(layer, h0, gi):
+def _plain_recurrence(layer, h0, gi, resets=None):
   """An unoptimised scan of `model.gru_gates`, differentiated by autodiff."""
+  if resets is None:
+    resets = jnp.zeros(gi.shape[:2], bool)
 
-  def step(h, g):
-    h = model.gru_gates(layer, h, g)
+  def step(h, inputs):
+    g, reset = inputs
+    h = model.gru_gates(layer, jnp.where(reset[:, None], h0, h), g)
     return h, h
 
-  return jax.lax.scan(step, h0, gi)[1]
+  return jax.lax.scan(step, h0, (gi, resets))[1]
 
 
 def _random_layer(key, hidden, in_dim, dtype=jnp.float32):
@@ -176,21 +208,28 @@ class GruRecurrenceGradientTest(parameterized.TestCase):
   """The hand-written VJP of `gru_recurrence` against autodiff and numerics."""
 
   @parameterized.parameters(
-    (1, 1, 3, 0),
-    (2, 3, 5, 1),
-    (5, 2, 8, 2),
-    (12, 4, 6, 3),
+    (1, 1, 3, 0, False),
+    (2, 3, 5, 1, False),
+    (5, 2, 8, 2, False),
+    (12, 4, 6, 3, False),
+    (2, 3, 5, 1, True),
+    (12, 4, 6, 3, True),
   )
-  def test_matches_autodiff_of_plain_scan(self, steps, batch, hidden, seed):
-    keys = jax.random.split(jax.random.key(seed), 4)
+  def test_matches_autodiff_of_plain_scan(
+    self, steps, batch, hidden, seed, with_resets
+  ):
+    keys = jax.random.split(jax.random.key(seed), 5)
     layer = _random_layer(keys[0], hidden, 4)
     h0 = 0.5 * jax.random.normal(keys[1], (batch, hidden))
     gi = jax.random.normal(keys[2], (steps, batch, 3 * hidden))
     cotangent = jax.random.normal(keys[3], (steps, batch, hidden))
+    resets = None
+    if with_resets:  # restarts at random steps, including step 0 sometimes
+      resets = jax.random.bernoulli(keys[4], 0.3, (steps, batch))
 
     def loss(fn):
       return lambda w_hh, b_hh, h0, gi: jnp.sum(
-        fn({**layer, 'w_hh': w_hh, 'b_hh': b_hh}, h0, gi) * cotangent
+        fn({**layer, 'w_hh': w_hh, 'b_hh': b_hh}, h0, gi, resets) * cotangent
       )
 
     args = (layer['w_hh'], layer['b_hh'], h0, gi)
@@ -203,19 +242,24 @@ class GruRecurrenceGradientTest(parameterized.TestCase):
     for name, g, w in zip(('w_hh', 'b_hh', 'h0', 'gi'), got, want):
       np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5, err_msg=name)
     np.testing.assert_allclose(
-      model.gru_recurrence(layer, h0, gi),
-      _plain_recurrence(layer, h0, gi),
+      model.gru_recurrence(layer, h0, gi, resets),
+      _plain_recurrence(layer, h0, gi, resets),
       rtol=1e-6,
       atol=1e-6,
     )
 
-  @parameterized.parameters(1, 2)
-  def test_model_gradients_match_plain_scan(self, depth):
+  @parameterized.parameters((1, False), (2, False), (1, True), (2, True))
+  def test_model_gradients_match_plain_scan(self, depth, packed):
     params = _random_params(depth, seed=4)  # non-zero init_hidden
     xs = np.random.default_rng(4).normal(size=(3, 9, 4)).astype(np.float32)
+    starts = None
+    if packed:
+      starts = np.zeros((3, 9), bool)
+      starts[:, 0] = True
+      starts[0, 4] = starts[1, 1] = starts[1, 7] = True
 
     def loss(p):
-      return jnp.sum(jnp.sin(model.predict_means(p, xs)))
+      return jnp.sum(jnp.sin(model.predict_means(p, xs, starts=starts)))
 
     got = jax.jit(jax.grad(loss))(params)
     with mock.patch.object(model, 'gru_recurrence', _plain_recurrence):
@@ -223,17 +267,21 @@ class GruRecurrenceGradientTest(parameterized.TestCase):
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-5)
     self.assertGreater(float(jnp.max(jnp.abs(got['init_hidden']))), 0.0)
 
-  def test_gradients_match_finite_differences_in_float64(self):
+  @parameterized.parameters(False, True)
+  def test_gradients_match_finite_differences_in_float64(self, with_resets):
     with jax.enable_x64(True):
       keys = jax.random.split(jax.random.key(7), 4)
       layer = _random_layer(keys[0], 3, 2, jnp.float64)
       h0 = 0.5 * jax.random.normal(keys[1], (2, 3), jnp.float64)
       gi = jax.random.normal(keys[2], (6, 2, 9), jnp.float64)
       cotangent = jax.random.normal(keys[3], (6, 2, 3), jnp.float64)
+      resets = None
+      if with_resets:
+        resets = jnp.zeros((6, 2), bool).at[2, 0].set(True).at[4, 1].set(True)
 
       def f(w_hh, b_hh, h0, gi):
         out = model.gru_recurrence(
-          {**layer, 'w_hh': w_hh, 'b_hh': b_hh}, h0, gi
+          {**layer, 'w_hh': w_hh, 'b_hh': b_hh}, h0, gi, resets
         )
         return jnp.sum(out * cotangent)
 

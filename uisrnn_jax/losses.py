@@ -2,10 +2,14 @@
 
 Every function is pure and jittable. A training batch is a dict
 
-  {'observations': float32[B, T, D],  # one speaker's sub-sequence per row
-   'mask': bool[B, T]}                 # True on real (non-padded) steps
+  {'observations': float32[B, T, D],  # speakers' sub-sequences
+   'mask': bool[B, T],                 # True on real (non-padded) steps
+   'starts': bool[B, T],               # optional: first step of each one
+   'ends': int32[B, T]}                # optional: end (exclusive) of each one
 
-with real steps first in every row. Padding is a mask, never a value: an
+Without ``starts``/``ends`` every row holds one sub-sequence from step 0;
+with them (`data.SampleSet.batch` packs that way) a row holds several back to
+back. Real steps come before padding. Padding is a mask, never a value: an
 embedding entry that is exactly 0.0 (common after a ReLU encoder) is data.
 """
 
@@ -92,27 +96,34 @@ def regularization(params: Params, *, weight: float) -> jax.Array:
 
 
 def sample_mean_targets(
-  key: jax.Array, observations: jax.Array, mask: jax.Array, num_samples: int
+  key: jax.Array,
+  observations: jax.Array,
+  mask: jax.Array,
+  num_samples: int,
+  ends: jax.Array | None = None,
 ) -> jax.Array:
   """Targets of the Sample Mean Loss (Fini & Brutti, 2019).
 
   The target for step t is the mean of ``num_samples`` observations drawn
-  uniformly, with replacement, from the row's remaining real observations
-  ``observations[t:n]``, instead of ``observations[t]`` alone.
+  uniformly, with replacement, from the sub-sequence's remaining real
+  observations ``observations[t:end]``, instead of ``observations[t]`` alone.
 
   Args:
     key: PRNG key.
     observations: float32[B, T, D].
     mask: bool[B, T].
     num_samples: samples per target.
+    ends: optional int32[B, T], the end (exclusive) of the sub-sequence of
+      every step; None: one sub-sequence per row, ending at its mask's end.
 
   Returns:
     float32[B, T, D] (values at padded steps are meaningless and masked).
   """
   batch, steps, _ = observations.shape
-  lengths = jnp.sum(mask, axis=1)  # [B]
+  if ends is None:
+    ends = jnp.broadcast_to(jnp.sum(mask, axis=1)[:, None], (batch, steps))
   start = jnp.arange(steps)[None, :, None]  # [1, T, 1]
-  span = jnp.maximum(lengths[:, None, None] - start, 1)  # [B, T, 1]
+  span = jnp.maximum(ends[..., None] - start, 1)  # [B, T, 1]
   u = jax.random.uniform(key, (batch, steps, num_samples))
   idx = jnp.minimum(start + jnp.floor(u * span).astype(jnp.int32), steps - 1)
   picked = jax.vmap(lambda obs, i: obs[i])(observations, idx)  # [B,T,S,D]
@@ -134,7 +145,8 @@ def total_loss(
 
   Args:
     params: the full parameter pytree.
-    batch: ``{'observations': float32[B, T, D], 'mask': bool[B, T]}``.
+    batch: ``{'observations', 'mask'}`` and optionally ``{'starts',
+      'ends'}`` (see the module docstring).
     key: PRNG key for dropout and the Sample Mean Loss draws.
     sigma_alpha: inverse-gamma shape of the sigma2 prior.
     sigma_beta: inverse-gamma scale of the sigma2 prior.
@@ -150,11 +162,17 @@ def total_loss(
   dropout_key, sample_key = jax.random.split(key)
   observations, mask = batch['observations'], batch['mask']
   means = model.predict_means(
-    params, observations, dropout_rate=dropout_rate, dropout_key=dropout_key
+    params,
+    observations,
+    starts=batch.get('starts'),
+    dropout_rate=dropout_rate,
+    dropout_key=dropout_key,
   )
   targets = observations
   if loss_samples > 0:
-    targets = sample_mean_targets(sample_key, observations, mask, loss_samples)
+    targets = sample_mean_targets(
+      sample_key, observations, mask, loss_samples, batch.get('ends')
+    )
   sigma2 = params['sigma2']
   parts = {
     'nll': negative_log_likelihood(means, targets, mask, sigma2),

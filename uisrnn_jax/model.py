@@ -173,6 +173,7 @@ def _recurrence_scan(
   b_hh: jax.Array,
   h0: jax.Array,
   gi: jax.Array,
+  keep: jax.Array,
   *,
   residuals: bool,
 ) -> tuple[jax.Array, ...]:
@@ -187,6 +188,8 @@ def _recurrence_scan(
     b_hh: float32[3H].
     h0: float32[B, H].
     gi: float32[T, B, 3H] input projections.
+    keep: float32[T, B, 1]; 1 continues from the previous step, 0 restarts
+      from ``h0`` (the first step always starts from ``h0``).
     residuals: also return the gates.
 
   Returns:
@@ -196,7 +199,9 @@ def _recurrence_scan(
   w_hh_t = w_hh.T  # [H, 3H]
   hidden = h0.shape[-1]
 
-  def step(h, g):
+  def step(h, inputs):
+    g, k = inputs
+    h = jnp.where(k > 0, h, h0)  # restart where k == 0
     gh = h @ w_hh_t + b_hh
     r = jax.nn.sigmoid(g[..., :hidden] + gh[..., :hidden])
     z = jax.nn.sigmoid(
@@ -207,21 +212,25 @@ def _recurrence_scan(
     h = (1.0 - z) * n + z * h
     return h, ((h, r, z, n, hn) if residuals else (h,))
 
-  return jax.lax.scan(step, h0, gi)[1]
+  return jax.lax.scan(step, h0, (gi, keep))[1]
 
 
 @jax.custom_vjp
 def _recurrence(
-  w_hh: jax.Array, b_hh: jax.Array, h0: jax.Array, gi: jax.Array
+  w_hh: jax.Array,
+  b_hh: jax.Array,
+  h0: jax.Array,
+  gi: jax.Array,
+  keep: jax.Array,
 ) -> jax.Array:
   """`gru_recurrence` on the arrays it uses; float32[T, B, H]."""
-  return _recurrence_scan(w_hh, b_hh, h0, gi, residuals=False)[0]
+  return _recurrence_scan(w_hh, b_hh, h0, gi, keep, residuals=False)[0]
 
 
-def _recurrence_fwd(w_hh, b_hh, h0, gi):
+def _recurrence_fwd(w_hh, b_hh, h0, gi, keep):
   """Forward pass that keeps the gates (4 x T x B x H values) for backward."""
-  hs, r, z, n, hn = _recurrence_scan(w_hh, b_hh, h0, gi, residuals=True)
-  return hs, (w_hh, h0, hs, r, z, n, hn)
+  hs, r, z, n, hn = _recurrence_scan(w_hh, b_hh, h0, gi, keep, residuals=True)
+  return hs, (w_hh, h0, keep, hs, r, z, n, hn)
 
 
 def _recurrence_bwd(res, dhs):
@@ -233,44 +242,56 @@ def _recurrence_bwd(res, dhs):
   matmul per step, ``dh_{t-1} = g_t * z_t + dgh_t @ W_hh``, and emits
   ``g_t``; the gate gradients, ``dW_hh = sum_t dgh_t^T h_{t-1}`` and
   ``db_hh`` are then elementwise ops or one matmul over all steps at once,
-  instead of a 3H x H accumulation inside the loop (plain autodiff).
+  instead of a 3H x H accumulation inside the loop (plain autodiff). At a
+  restart (``keep == 0``) the gradient of the step's input state goes to
+  ``h0`` instead of the previous step.
 
   Args:
     res: residuals from `_recurrence_fwd`.
     dhs: float32[T, B, H] cotangent of the outputs.
 
   Returns:
-    Cotangents of ``(w_hh, b_hh, h0, gi)``.
+    Cotangents of ``(w_hh, b_hh, h0, gi, keep)``; ``keep`` is treated as a
+    constant (zero cotangent).
   """
-  w_hh, h0, hs, r, z, n, hn = res
-  h_prev = jnp.concatenate([h0[None], hs], axis=0)[:-1]  # [T, B, H]
+  w_hh, h0, keep, hs, r, z, n, hn = res
+  shifted = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+  h_prev = jnp.where(keep > 0, shifted, h0)  # [T, B, H] input states
   d_an = (1.0 - z) * (1.0 - n * n)  # dh_t / d(candidate pre-activation)
   d_ar = d_an * hn * r * (1.0 - r)  # dh_t / d(reset pre-activation)
   d_az = (h_prev - n) * z * (1.0 - z)  # dh_t / d(update pre-activation)
   d_hn = d_an * r  # dh_t / d(h_{t-1} @ W_hn.T + b_hn)
   coef_gh = jnp.concatenate([d_ar, d_az, d_hn], axis=-1)  # [T, B, 3H]
 
-  def step(dh, inputs):
-    dh_out, coef, z_t = inputs
+  def step(carry, inputs):
+    dh, dh0 = carry
+    dh_out, coef, z_t, k = inputs
     g = dh_out + dh
     dgh = jnp.concatenate([g, g, g], axis=-1) * coef
-    return g * z_t + dgh @ w_hh, g
+    d_in = g * z_t + dgh @ w_hh  # gradient of this step's input state
+    return (k * d_in, dh0 + (1.0 - k) * d_in), g
 
-  dh0, g = jax.lax.scan(
-    step, jnp.zeros_like(h0), (dhs, coef_gh, z), reverse=True
+  (dh, dh0), g = jax.lax.scan(
+    step,
+    (jnp.zeros_like(h0), jnp.zeros_like(h0)),
+    (dhs, coef_gh, z, keep),
+    reverse=True,
   )
   dgh = jnp.concatenate([g * d_ar, g * d_az, g * d_hn], axis=-1)
   dgi = jnp.concatenate([g * d_ar, g * d_az, g * d_an], axis=-1)
   dw_hh = jnp.einsum('tbg,tbh->gh', dgh, h_prev)
   db_hh = jnp.sum(dgh, axis=(0, 1))
-  return dw_hh, db_hh, dh0, dgi
+  return dw_hh, db_hh, dh + dh0, dgi, jnp.zeros_like(keep)
 
 
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
 
 
 def gru_recurrence(
-  layer: Mapping[str, jax.Array], h0: jax.Array, gi: jax.Array
+  layer: Mapping[str, jax.Array],
+  h0: jax.Array,
+  gi: jax.Array,
+  resets: jax.Array | None = None,
 ) -> jax.Array:
   """Runs the recurrence of one GRU layer over time with ``lax.scan``.
 
@@ -287,17 +308,24 @@ def gru_recurrence(
     layer: one layer's parameters (``w_hh`` and ``b_hh`` are used).
     h0: float32[B, H] initial hidden state.
     gi: float32[T, B, 3H] input projections, time major.
+    resets: optional bool[T, B]; where True, step t starts again from ``h0``
+      instead of step t-1's state (several sequences packed in one row).
 
   Returns:
     float32[T, B, H] hidden state after every step.
   """
-  return _recurrence(layer['w_hh'], layer['b_hh'], h0, gi)
+  if resets is None:
+    keep = jnp.ones(gi.shape[:2] + (1,), gi.dtype)
+  else:
+    keep = 1.0 - resets.astype(gi.dtype)[..., None]
+  return _recurrence(layer['w_hh'], layer['b_hh'], h0, gi, keep)
 
 
 def run_rnn(
   params: Params,
   inputs: jax.Array,
   *,
+  starts: jax.Array | None = None,
   dropout_rate: float = 0.0,
   dropout_key: jax.Array | None = None,
 ) -> jax.Array:
@@ -310,6 +338,9 @@ def run_rnn(
   Args:
     params: the full parameter pytree.
     inputs: float32[B, T, D] input sequences.
+    starts: optional bool[B, T]; every layer restarts from its
+      ``init_hidden`` where True, so one row can hold several sequences back
+      to back. None: one sequence per row.
     dropout_rate: dropout on the outputs of every layer but the last (as
       ``torch.nn.GRU(dropout=...)`` in training mode).
     dropout_key: PRNG key, required when dropout is active.
@@ -320,12 +351,13 @@ def run_rnn(
   layers = params['rnn']
   batch = inputs.shape[0]
   x = jnp.swapaxes(inputs, 0, 1)  # [T, B, D]: scan runs over the leading axis
+  resets = None if starts is None else jnp.swapaxes(starts, 0, 1)
   for i, layer in enumerate(layers):
     gi = x @ layer['w_ih'].T + layer['b_ih']
     h0 = jnp.broadcast_to(
       params['init_hidden'][i], (batch, params['init_hidden'].shape[-1])
     )
-    x = gru_recurrence(layer, h0, gi)
+    x = gru_recurrence(layer, h0, gi, resets)
     if dropout_rate > 0.0 and i + 1 < len(layers):
       if dropout_key is None:
         raise ValueError('dropout_rate > 0 needs a dropout_key')
@@ -335,10 +367,43 @@ def run_rnn(
   return jnp.swapaxes(x, 0, 1)
 
 
+def segment_cumulative_mean(values: jax.Array, starts: jax.Array) -> jax.Array:
+  """Running mean along axis 1 that restarts wherever ``starts`` is True.
+
+  Computed with ``lax.associative_scan`` over (sum, count) pairs, so a
+  restart costs nothing extra and long rows keep float32 accuracy (no
+  difference of large prefix sums).
+
+  Args:
+    values: float32[B, T, F].
+    starts: bool[B, T]; step 0 always starts a segment.
+
+  Returns:
+    float32[B, T, F]: the mean of ``values`` from the start of each step's
+    segment up to and including the step.
+  """
+  ones = jnp.ones(values.shape[:2] + (1,), values.dtype)
+  flags = jnp.asarray(starts).at[:, 0].set(True)[..., None]
+
+  def combine(a, b):
+    (sum_a, count_a, flag_a), (sum_b, count_b, flag_b) = a, b
+    return (
+      jnp.where(flag_b, sum_b, sum_a + sum_b),
+      jnp.where(flag_b, count_b, count_a + count_b),
+      flag_a | flag_b,
+    )
+
+  sums, counts, _ = jax.lax.associative_scan(
+    combine, (values, ones, flags), axis=1
+  )
+  return sums / counts
+
+
 def predict_means(
   params: Params,
   observations: jax.Array,
   *,
+  starts: jax.Array | None = None,
   dropout_rate: float = 0.0,
   dropout_key: jax.Array | None = None,
 ) -> jax.Array:
@@ -346,11 +411,14 @@ def predict_means(
 
   A speaker's sub-sequence x_1..x_n is fed as [0, x_1, ..., x_{n-1}]; the head
   gives m_0..m_{n-1}, and x_{t+1} is predicted by the running mean
-  mu_t = mean(m_0..m_t).
+  mu_t = mean(m_0..m_t). With ``starts``, a row holds several sub-sequences
+  back to back and each is treated as if it had a row of its own.
 
   Args:
     params: the full parameter pytree.
     observations: float32[B, T, D] sub-sequences x_1..x_T (padded at the end).
+    starts: optional bool[B, T], True at the first step of every sub-sequence
+      (see `data.SampleSet.batch`); None: one sub-sequence per row.
     dropout_rate: see `run_rnn`.
     dropout_key: see `run_rnn`.
 
@@ -358,12 +426,20 @@ def predict_means(
     float32[B, T, D] where ``[:, t]`` predicts ``observations[:, t]``.
   """
   shifted = jnp.pad(observations[:, :-1], ((0, 0), (1, 0), (0, 0)))
+  if starts is not None:
+    shifted = jnp.where(starts[..., None], 0.0, shifted)
   out = run_rnn(
-    params, shifted, dropout_rate=dropout_rate, dropout_key=dropout_key
+    params,
+    shifted,
+    starts=starts,
+    dropout_rate=dropout_rate,
+    dropout_key=dropout_key,
   )
   means = mean_head(params['head'], out)
-  steps = jnp.arange(1, observations.shape[1] + 1, dtype=means.dtype)
-  return jnp.cumsum(means, axis=1) / steps[None, :, None]
+  if starts is None:
+    steps = jnp.arange(1, observations.shape[1] + 1, dtype=means.dtype)
+    return jnp.cumsum(means, axis=1) / steps[None, :, None]
+  return segment_cumulative_mean(means, starts)
 
 
 def params_from_torch(
