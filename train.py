@@ -5,4 +5,4 @@ from absl import app
 from uisrnn_jax import cli
 
 if __name__ == '__main__':
-  app.run(cli.train_main)
+  app.run(cli.train_main, flags_parser=cli.parse_flags)

@@ -222,6 +222,24 @@ class WritersTest(absltest.TestCase):
     self.assertLen(lines, 3)
     self.assertEqual(json.loads(lines[0])['loss'], 0.5)
 
+  def test_unfinished_last_line_from_a_killed_writer(self):
+    path = os.path.join(self.create_tempdir().full_path, 'metrics.jsonl')
+    with evals.JsonlWriter(path) as writer:
+      writer.write_scalars(1, {'loss': 0.5})
+    with open(path, 'a') as f:
+      f.write('{"step": 2, "lo')  # killed mid-line
+    self.assertEqual(evals.read_jsonl(path), [{'step': 1, 'loss': 0.5}])
+    with evals.JsonlWriter(path) as resumed:
+      resumed.write_scalars(2, {'loss': 0.25})
+    self.assertEqual(
+      evals.read_jsonl(path),
+      [{'step': 1, 'loss': 0.5}, {'step': 2, 'loss': 0.25}],
+    )
+    with open(path, 'a') as f:
+      f.write('not json\n{"step": 3}\n')  # damage that is not a cut
+    with self.assertRaisesRegex(ValueError, 'line 3 is not JSON'):
+      evals.read_jsonl(path)
+
   def test_step_is_reserved(self):
     path = os.path.join(self.create_tempdir().full_path, 'm.jsonl')
     with evals.JsonlWriter(path) as writer:

@@ -1,18 +1,23 @@
 """Checkpoints: single msgpack files, written atomically, never unpickled.
 
 A training run's ``workdir`` holds ``ckpt_<step>.msgpack`` files. Each is
-written to a temporary file in the same directory, flushed to disk and then
-renamed over its final name, so a crash mid-write leaves the previous
-checkpoints intact and never a truncated file under a checkpoint name. The
-newest ``keep`` files are kept.
+written to a temporary file in the same directory (``.tmp_ckpt_*``), synced to
+disk, renamed over its final name, and the directory is synced, so a crash
+(even SIGKILL or power loss) mid-write leaves the previous checkpoints intact
+and never a truncated file under a checkpoint name. Only then are checkpoints
+beyond the newest ``keep`` deleted. A temporary file left by a crash is
+removed by `remove_stale_temporaries` (called when a run resumes).
 
-The payload is ``flax.serialization`` msgpack (no pickle): the train state
-(step, params, optimizer state, p0 and its denominator, crp_alpha) plus the
-config as JSON, and a format tag checked on load.
+The file is ``flax.serialization`` msgpack (no pickle): a format tag and
+version, and a body (msgpack again) holding the train state (step, params,
+optimizer state, p0 and its denominator, crp_alpha) and the config as JSON,
+with the body's SHA-256, so a corrupted file is detected on load rather than
+restored with wrong numbers. Version 1 files (no checksum) still load.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,15 +29,14 @@ import ml_collections
 import numpy as np
 from flax import serialization
 
+from uisrnn_jax import config_check
 from uisrnn_jax import train as train_lib
+from uisrnn_jax.errors import CheckpointError, ConfigError
 
 FORMAT = 'uisrnn_jax.checkpoint'
-VERSION = 1
+VERSION = 2  # 1: no body checksum (still readable)
 _NAME = re.compile(r'^ckpt_(\d+)\.msgpack$')
-
-
-class CheckpointError(ValueError):
-  """A checkpoint is missing, truncated, corrupted or does not fit."""
+TMP_PREFIX = '.tmp_ckpt_'
 
 
 def _state_dict(state: train_lib.TrainState) -> dict[str, Any]:
@@ -46,11 +50,37 @@ def _state_dict(state: train_lib.TrainState) -> dict[str, Any]:
   }
 
 
-def atomic_write(path: str, payload: bytes) -> None:
-  """Writes ``payload`` to ``path`` via a synced temporary file and rename."""
+def _fsync_directory(directory: str) -> None:
+  """Makes a rename in ``directory`` durable (no-op where unsupported)."""
+  try:
+    fd = os.open(directory, os.O_RDONLY)
+  except OSError:  # e.g. Windows cannot open directories
+    return
+  try:
+    os.fsync(fd)
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
+
+
+def atomic_write(path: str, payload: bytes, *, prefix: str = '.tmp_') -> None:
+  """Writes ``payload`` to ``path`` so that it is either complete or absent.
+
+  The bytes go to a temporary file in the same directory, which is flushed
+  and fsynced, then renamed over ``path`` (atomic on POSIX), and the
+  directory is fsynced so the rename survives a power loss. Until the rename,
+  an existing file at ``path`` is untouched; a crash leaves at most a
+  temporary file named ``prefix*``.
+
+  Args:
+    path: the destination.
+    payload: the file's complete contents.
+    prefix: name prefix of the temporary file.
+  """
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix='.tmp_', dir=directory)
+  fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
   try:
     with os.fdopen(fd, 'wb') as f:
       f.write(payload)
@@ -61,6 +91,26 @@ def atomic_write(path: str, payload: bytes) -> None:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+  _fsync_directory(directory)
+
+
+def remove_stale_temporaries(workdir: str) -> list[str]:
+  """Deletes checkpoint temporaries a crashed run left in ``workdir``.
+
+  Call only when no other process writes checkpoints to ``workdir``.
+
+  Returns:
+    The removed paths.
+  """
+  if not os.path.isdir(workdir):
+    return []
+  removed = []
+  for name in os.listdir(workdir):
+    if name.startswith(TMP_PREFIX):
+      path = os.path.join(workdir, name)
+      os.remove(path)
+      removed.append(path)
+  return removed
 
 
 def checkpoint_steps(workdir: str) -> list[int]:
@@ -104,53 +154,99 @@ def save_checkpoint(
     The path written.
   """
   state = jax.device_get(state)
-  payload = serialization.msgpack_serialize(
+  body = serialization.msgpack_serialize(
     {
-      'format': FORMAT,
-      'version': VERSION,
       'config': config.to_json(),
       'state': serialization.to_state_dict(_state_dict(state)),
     }
   )
+  payload = serialization.msgpack_serialize(
+    {
+      'format': FORMAT,
+      'version': VERSION,
+      'sha256': hashlib.sha256(body).hexdigest(),
+      'body': body,
+    }
+  )
   step = int(state.step)
   path = checkpoint_path(workdir, step)
-  atomic_write(path, payload)
+  atomic_write(path, payload, prefix=TMP_PREFIX)
   for old in checkpoint_steps(workdir)[:-keep]:
     os.remove(checkpoint_path(workdir, old))
   return path
 
 
+def _unpack(raw: bytes, path: str) -> Any:
+  try:
+    return serialization.msgpack_restore(raw)
+  except Exception as e:  # msgpack raises several types on bad bytes
+    raise CheckpointError(
+      f'{path} is truncated or corrupted and cannot be read: '
+      f'{type(e).__name__}: {e}'
+    ) from e
+
+
 def read_checkpoint(path: str) -> dict[str, Any]:
   """Reads and checks a checkpoint file into plain nested dicts.
 
+  Returns:
+    ``{'format', 'version', 'config': JSON str, 'state': nested dicts}``.
+
   Raises:
-    CheckpointError: missing, truncated, corrupted, or not a checkpoint.
+    CheckpointError: missing, truncated, corrupted (checksum mismatch), or
+      not a checkpoint.
   """
   if not os.path.isfile(path):
     raise CheckpointError(f'no checkpoint at {path}')
   with open(path, 'rb') as f:
     raw = f.read()
-  try:
-    restored = serialization.msgpack_restore(raw)
-  except Exception as e:  # msgpack raises several types on bad bytes
-    raise CheckpointError(
-      f'{path} is truncated or corrupted and cannot be read: {e}'
-    ) from e
+  if not raw:
+    raise CheckpointError(f'{path} is empty (truncated)')
+  restored = _unpack(raw, path)
   if not isinstance(restored, dict) or restored.get('format') != FORMAT:
     raise CheckpointError(f'{path} is not a uisrnn_jax checkpoint')
-  if restored.get('version') != VERSION:
+  version = restored.get('version')
+  if version == 1:
+    out = restored
+  elif version == VERSION:
+    body = restored.get('body')
+    if not isinstance(body, bytes):
+      raise CheckpointError(f'{path} is corrupted: it has no body')
+    if hashlib.sha256(body).hexdigest() != restored.get('sha256'):
+      raise CheckpointError(
+        f'{path} is corrupted: its checksum (sha256) does not match'
+      )
+    out = {'format': FORMAT, 'version': version, **_unpack(body, path)}
+  else:
     raise CheckpointError(
-      f'{path} has checkpoint version {restored.get("version")}, this '
-      f'uisrnn_jax reads version {VERSION}'
+      f'{path} has checkpoint version {version}, this uisrnn_jax reads '
+      f'versions 1 to {VERSION}'
     )
-  return restored
+  if not isinstance(out.get('config'), str) or not isinstance(
+    out.get('state'), dict
+  ):
+    raise CheckpointError(f'{path} is corrupted: no config or state')
+  return out
 
 
 def config_from_checkpoint(
-  restored: dict[str, Any],
+  restored: dict[str, Any], path: str = 'checkpoint'
 ) -> ml_collections.ConfigDict:
-  """The config stored in a checkpoint read by `read_checkpoint`."""
-  return ml_collections.ConfigDict(json.loads(restored['config']))
+  """The config stored in a checkpoint read by `read_checkpoint`.
+
+  Raises:
+    CheckpointError: the stored config is not valid JSON or fails
+      `config_check.validate_config` (unknown keys, wrong types).
+  """
+  try:
+    config = ml_collections.ConfigDict(json.loads(restored['config']))
+  except (ValueError, TypeError) as e:
+    raise CheckpointError(f'{path} holds an unreadable config: {e}') from e
+  try:
+    config_check.validate_config(config, name=f'config in {path}')
+  except ConfigError as e:
+    raise CheckpointError(f'{path} holds an invalid config: {e}') from e
+  return config
 
 
 def restore_state(
@@ -210,6 +306,6 @@ def load_inference_state(
         f'no checkpoint in {workdir_or_path}: run train.py with '
         f'--workdir={workdir_or_path} first'
       )
-  config = config_from_checkpoint(read_checkpoint(path))
+  config = config_from_checkpoint(read_checkpoint(path), path)
   target = train_lib.create_train_state(jax.random.key(0), config)
   return restore_state(path, target), config

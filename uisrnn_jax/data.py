@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from uisrnn_jax import errors
+
 Labels = Sequence[str] | np.ndarray
 
 
@@ -26,6 +28,8 @@ def check_sequence(
 ) -> np.ndarray:
   """Validates one observation sequence.
 
+  A sequence of one observation is valid (see `uisrnn_jax.errors`).
+
   Args:
     sequence: expected a float NumPy array of shape [N, D], N >= 1.
     observation_dim: the expected D, or None to accept any.
@@ -35,29 +39,37 @@ def check_sequence(
     The array, unchanged.
 
   Raises:
-    TypeError: not a NumPy array of a floating dtype.
-    ValueError: not 2-D, empty, wrong D, or holding NaN or Inf.
+    errors.SequenceTypeError: (a TypeError) not a NumPy array of a floating
+      dtype, e.g. int or object.
+    errors.InvalidSequenceError: (a ValueError) not 2-D, empty, wrong D, or
+      holding NaN or Inf.
   """
   if not isinstance(sequence, np.ndarray) or not np.issubdtype(
     sequence.dtype, np.floating
   ):
     kind = getattr(sequence, 'dtype', type(sequence).__name__)
-    raise TypeError(f'{name} must be a float numpy array, got {kind}')
+    raise errors.SequenceTypeError(
+      f'{name} must be a float numpy array, got {kind}'
+    )
   if sequence.ndim != 2:
-    raise ValueError(
+    raise errors.InvalidSequenceError(
       f'{name} must be 2-D [length, observation_dim], got shape '
       f'{sequence.shape}'
     )
   if sequence.shape[0] == 0:
-    raise ValueError(f'{name} is empty (0 observations)')
+    raise errors.InvalidSequenceError(f'{name} is empty (0 observations)')
   if observation_dim is not None and sequence.shape[1] != observation_dim:
-    raise ValueError(
+    raise errors.InvalidSequenceError(
       f'{name} has observation dimension {sequence.shape[1]}, expected '
       f'observation_dim={observation_dim}'
     )
-  if not np.all(np.isfinite(sequence)):
-    bad = int(np.sum(~np.isfinite(sequence).all(axis=1)))
-    raise ValueError(f'{name} has NaN or Inf values in {bad} observation(s)')
+  finite = np.isfinite(sequence).all(axis=1)
+  if not finite.all():
+    bad = np.flatnonzero(~finite)
+    raise errors.InvalidSequenceError(
+      f'{name} has NaN or Inf values in {len(bad)} observation(s), first at '
+      f'row {bad[0]}'
+    )
   return sequence
 
 
@@ -73,26 +85,35 @@ def check_labels(labels: object, length: int, *, name: str = 'labels') -> list:
     The labels as a list of ``str``.
 
   Raises:
-    TypeError: not a list/array, or elements are not strings.
-    ValueError: not 1-D, or of another length than the sequence.
+    errors.LabelsTypeError: (a TypeError) not a list/array, or elements are
+      not strings.
+    errors.InvalidLabelsError: (a ValueError) not 1-D, or of another length
+      than the sequence.
   """
   if isinstance(labels, np.ndarray):
     if labels.ndim != 1:
-      raise ValueError(f'{name} must be 1-D, got shape {labels.shape}')
+      raise errors.InvalidLabelsError(
+        f'{name} must be 1-D, got shape {labels.shape}'
+      )
     if labels.dtype.kind != 'U':
-      raise TypeError(f'{name} must be strings, got dtype {labels.dtype}')
+      raise errors.LabelsTypeError(
+        f'{name} must be strings, got dtype {labels.dtype}'
+      )
     labels = labels.tolist()
   elif isinstance(labels, (list, tuple)):
-    if not all(isinstance(x, str) for x in labels):
-      raise TypeError(f'{name} must hold strings only')
+    bad = [x for x in labels if not isinstance(x, str)]
+    if bad:
+      raise errors.LabelsTypeError(
+        f'{name} must hold strings only, got {type(bad[0]).__name__} {bad[0]!r}'
+      )
     labels = list(labels)
   else:
-    raise TypeError(
+    raise errors.LabelsTypeError(
       f'{name} must be a list or numpy array of strings, got '
       f'{type(labels).__name__}'
     )
   if len(labels) != length:
-    raise ValueError(
+    raise errors.InvalidLabelsError(
       f'{name} has {len(labels)} labels for a sequence of {length} observations'
     )
   return labels
@@ -111,13 +132,21 @@ def enforce_cluster_id_uniqueness(
 
   Returns:
     New label lists; ``'a'`` of sequence i becomes ``f'{i}_a'``.
+
+  Raises:
+    errors.LabelsTypeError: (a TypeError) not a list of lists or arrays.
   """
   if not isinstance(cluster_ids, (list, tuple)):
-    raise TypeError('cluster_ids must be a list of label sequences')
+    raise errors.LabelsTypeError(
+      'cluster_ids must be a list of label sequences, got '
+      f'{type(cluster_ids).__name__}'
+    )
   out = []
   for i, ids in enumerate(cluster_ids):
     if not isinstance(ids, (list, tuple, np.ndarray)):
-      raise TypeError('each element of cluster_ids must be a list or array')
+      raise errors.LabelsTypeError(
+        f'cluster_ids[{i}] must be a list or array, got {type(ids).__name__}'
+      )
     out.append([f'{i}_{x}' for x in list(ids)])
   return out
 

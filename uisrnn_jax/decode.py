@@ -48,7 +48,7 @@ import numpy as np
 import tqdm
 from flax import struct
 
-from uisrnn_jax import data, model
+from uisrnn_jax import data, errors, model
 
 Params = dict[str, Any]
 
@@ -828,21 +828,35 @@ def pad_batch(
 
 
 def check_priors(transition_bias: float, crp_alpha: float) -> None:
-  """Raises ValueError unless 0 < p0 < 1 and alpha > 0."""
+  """Checks the priors decoding needs.
+
+  Raises:
+    errors.ConfigError: (a ValueError) unless 0 < p0 < 1 and alpha > 0 (a
+      NaN p0 means the model was never trained or given one).
+  """
   if not 0.0 < float(transition_bias) < 1.0:
-    raise ValueError(
+    raise errors.ConfigError(
       f'transition_bias must be in (0, 1), got {transition_bias}'
     )
   if not float(crp_alpha) > 0.0:
-    raise ValueError(f'crp_alpha must be positive, got {crp_alpha}')
+    raise errors.ConfigError(f'crp_alpha must be positive, got {crp_alpha}')
 
 
 def _validate(sequences: Any, dim: int) -> list[np.ndarray]:
-  """Checks inputs (see `data.check_sequence`), casts to float32[N, D]."""
+  """Checks inputs (see `data.check_sequence`), casts to float32[N, D].
+
+  Every sequence is checked before any is decoded. Length 1 is valid.
+
+  Raises:
+    errors.SequenceTypeError: (a TypeError) not an array or a list of them,
+      or a non-float array.
+    errors.InvalidSequenceError: (a ValueError) not 2-D, empty, of another
+      dimension than ``dim``, or with NaN or Inf.
+  """
   if isinstance(sequences, (np.ndarray, jax.Array)):
     sequences = [sequences]
   elif not isinstance(sequences, (list, tuple)):
-    raise TypeError(
+    raise errors.SequenceTypeError(
       'sequences must be a 2-D array or a list of 2-D arrays, got '
       f'{type(sequences).__name__}'
     )
@@ -936,7 +950,7 @@ def predict_labels(
     )
     for row, i in enumerate(idx):
       if overflowed[row]:
-        raise ValueError(
+        raise errors.SpeakerOverflowError(
           f'sequence {i} needs more than max_speakers={settings.max_speakers} '
           "speakers in a surviving hypothesis (speaker_overflow='error'); "
           'raise config.decode.max_speakers or set '

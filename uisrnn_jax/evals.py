@@ -159,7 +159,9 @@ class JsonlWriter:
   Each line is ``{"step": 100, "loss": 0.52, ...}``. The file is opened in
   append mode, so a resumed run continues it, and flushed after every line,
   so it can be followed live. Non-finite values are written as ``NaN`` /
-  ``Infinity``, which Python's ``json`` reads back.
+  ``Infinity``, which Python's ``json`` reads back. A last line left
+  unfinished by a killed writer is cut off before appending, so the file stays
+  one whole record per line.
 
   Args:
     path: file to append to; missing parent directories are created.
@@ -170,6 +172,7 @@ class JsonlWriter:
     parent = os.path.dirname(self.path)
     if parent:
       os.makedirs(parent, exist_ok=True)
+    _drop_unfinished_line(self.path)
     self._file = open(self.path, 'a', encoding='utf-8')
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
@@ -190,10 +193,34 @@ class JsonlWriter:
     self.close()
 
 
+def _drop_unfinished_line(path: str) -> None:
+  """Truncates ``path`` after its last newline (no-op if it ends in one)."""
+  try:
+    with open(path, 'rb+') as f:
+      data = f.read()
+      if data and not data.endswith(b'\n'):
+        f.truncate(data.rfind(b'\n') + 1)
+  except FileNotFoundError:
+    pass
+
+
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-  """Reads back the records written by ``JsonlWriter``, in order."""
+  """Reads back the records written by ``JsonlWriter``, in order.
+
+  A last line cut short (the writer was killed mid-line) is skipped; a bad
+  line anywhere else raises ``ValueError`` naming it.
+  """
   with open(path, encoding='utf-8') as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = [line for line in f if line.strip()]
+  records = []
+  for i, line in enumerate(lines):
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError as e:
+      if i == len(lines) - 1 and not line.endswith('\n'):
+        break  # an interrupted final write
+      raise ValueError(f'{path}: line {i + 1} is not JSON ({e})') from e
+  return records
 
 
 class LoggingWriter:
