@@ -47,11 +47,16 @@ def get_config() -> ml_collections.ConfigDict:
   # Loss, whose target is the mean of `loss_samples` future observations).
   config.train.loss = 'nll'
   config.train.loss_samples = 5
-  # Padded lengths are rounded up to a multiple of `bucket` (and to a power
-  # of two above `bucket * 8`) so the jitted step compiles a handful of times.
-  config.train.bucket = 16
+  # Batches pack several speaker samples per row; row lengths are multiples
+  # of `bucket` (powers of two above `bucket * 8`) and row counts powers of
+  # two, so the jitted step compiles for few shapes (about 12 on LibriSim).
+  config.train.bucket = 32
   config.train.log_every = 100
   config.train.checkpoint_every = 1000
+  # Data-parallel training over this many devices (0: every visible one).
+  config.train.num_devices = 0
+  # With data.train_shards: steps on each shard before moving to the next.
+  config.train.steps_per_shard = 1000
 
   # Inference (the seed's inference_args, plus fixed-shape decoding knobs).
   config.decode = ml_collections.ConfigDict()
@@ -71,4 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   config.data.train_path = ''
   config.data.test_path = ''
+  # Training data larger than memory: a glob of .npz shards (see
+  # uisrnn_jax.shards.write_shards), visited in turn instead of train_path.
+  config.data.train_shards = ''
   return config

@@ -259,7 +259,13 @@ def default_config() -> ml_collections.ConfigDict:
   config.model.crp_alpha_estimator = 'given'
   config.train = ml_collections.ConfigDict(training)
   config.train.update(
-    loss='nll', loss_samples=5, bucket=16, log_every=100, checkpoint_every=1000
+    loss='nll',
+    loss_samples=5,
+    bucket=32,
+    log_every=100,
+    checkpoint_every=1000,
+    num_devices=0,
+    steps_per_shard=1000,
   )
   config.decode = ml_collections.ConfigDict(inference)
   config.decode.update(

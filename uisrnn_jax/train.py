@@ -222,6 +222,7 @@ def fit(
   progress: bool | None = None,
   on_step: Callable[[TrainState], None] | None = None,
   update_estimates: bool = True,
+  mesh: jax.sharding.Mesh | None = None,
 ) -> TrainState:
   """Trains from ``state`` on one chunk of data; call again to continue.
 
@@ -249,19 +250,29 @@ def fit(
     update_estimates: estimate p0 (and crp_alpha, if configured) from these
       labels; False when resuming an interrupted run on the same data, whose
       checkpoint already holds them.
+    mesh: data-parallel training over its devices (`parallel.make_mesh`):
+      the state is replicated and every batch split along its rows (padded
+      with masked rows to a multiple of the device count). None uses
+      ``config.train.num_devices`` (0 = every visible device; one device
+      trains without a mesh). Same result as one device up to float
+      rounding.
 
   Returns:
-    The trained state.
+    The trained state (replicated over ``mesh`` when there is one).
 
   Raises:
     TypeError, ValueError: malformed data or config, before training.
     RuntimeError: the loss became NaN or infinite.
   """
+  from uisrnn_jax import parallel  # here: only `fit` is ours to edit
+
   m, t = config.model, config.train
   seed = config.seed if seed is None else seed
   num_steps = t.train_iteration if num_steps is None else num_steps
   if num_steps < 0:
     raise ValueError(f'num_steps must be >= 0, got {num_steps}')
+  if mesh is None:
+    mesh = parallel.mesh_from_config(t.get('num_devices', 0))
   loss_kw = losses.loss_kwargs(t, m)
   start = int(state.step)
   prep_rng = np.random.default_rng((seed, 0))
@@ -292,6 +303,8 @@ def fit(
   )
   step_fn = _jitted_step(tuple(sorted(loss_kw.items())))
   key = jax.random.key(seed)
+  if mesh is not None:
+    state = parallel.replicate(state, mesh)
   log_every = max(int(t.log_every), 1)
   running = None
   bar = _progress(num_steps, progress)
@@ -300,12 +313,14 @@ def fit(
     for step in range(start, start + num_steps):
       rng = np.random.default_rng((seed, 1, step))
       batch = samples.sample_batch(t.batch_size, rng, bucket=t.bucket)
+      if mesh is not None:
+        batch = parallel.shard_batch(batch, mesh, pad=True)
       state, metrics = step_fn(state, batch, key)
       if on_step is not None:
         on_step(state)
       done = step + 1
       if done % log_every == 0 or done == start + num_steps:
-        scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        scalars = {k: float(v) for k, v in parallel.to_host(metrics).items()}
         if not np.isfinite(scalars['loss']):
           raise RuntimeError(
             f'training loss became {scalars["loss"]} at step {done}: lower '
