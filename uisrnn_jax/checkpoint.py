@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 from flax import serialization
 
-from uisrnn_jax import config_check
+from uisrnn_jax import config_check, parallel
 from uisrnn_jax import train as train_lib
 from uisrnn_jax.errors import CheckpointError, ConfigError
 
@@ -153,7 +153,7 @@ def save_checkpoint(
   Returns:
     The path written.
   """
-  state = jax.device_get(state)
+  state = parallel.to_host(state)  # also multi-process replicated arrays
   body = serialization.msgpack_serialize(
     {
       'config': config.to_json(),

@@ -53,6 +53,12 @@ _COLLAR = flags.DEFINE_float(
   'infer: DER collar in seconds, total width (pyannote.metrics: +-collar/2 '
   'around each reference boundary).',
 )
+_DISTRIBUTED = flags.DEFINE_bool(
+  'distributed',
+  False,
+  'train: call jax.distributed.initialize() first (multi-host training; '
+  'start the same command on every host, see the README).',
+)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -88,6 +94,10 @@ def train_main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise SystemExit(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.INFO)
+  if _DISTRIBUTED.value:
+    import jax
+
+    jax.distributed.initialize()  # before anything else touches devices
   config = _CONFIG.value
   try:
     config_check.validate_config(config)

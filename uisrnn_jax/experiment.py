@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from uisrnn_jax import checkpoint, config_check, decode, evals, toy
+from uisrnn_jax import checkpoint, config_check, decode, evals, parallel, toy
 from uisrnn_jax import data as data_lib
 from uisrnn_jax import train as train_lib
 from uisrnn_jax.errors import (
@@ -343,12 +343,21 @@ def train_and_evaluate(
     return state
   every = max(int(config.train.checkpoint_every), 1)
 
+  # With several processes (jax.distributed), all of them train and only
+  # process 0 writes checkpoints and metrics.
+  writes = jax.process_index() == 0
+
   def on_step(s):
     step = int(s.step)  # cheap: the host already knows the count
     if step % every == 0 and step < config.train.train_iteration:
-      checkpoint.save_checkpoint(workdir, s, config)
+      if writes:
+        checkpoint.save_checkpoint(workdir, s, config)
+      else:
+        parallel.to_host(s)  # the gather every process must join
 
-  writer = evals.JsonlWriter(os.path.join(workdir, METRICS_FILE))
+  writer = (
+    evals.JsonlWriter(os.path.join(workdir, METRICS_FILE)) if writes else None
+  )
   try:
     if train_data is None:  # shards: one at a time, estimates per shard
       state = shards.fit_sharded(
@@ -374,9 +383,11 @@ def train_and_evaluate(
         update_estimates=start == 0,
       )
   finally:
-    writer.close()
-  path = checkpoint.save_checkpoint(workdir, state, config)
-  logging.info('saved %s', path)
+    if writer is not None:
+      writer.close()
+  if writes:
+    path = checkpoint.save_checkpoint(workdir, state, config)
+    logging.info('saved %s', path)
   return state
 
 
