@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 
@@ -144,6 +145,18 @@ def _child():
     bool(np.array_equal(a, b)) for a, b in zip(one, sharded, strict=True)
   ]
   out['decode_lengths'] = [len(s) for s in sharded]
+  # infer.py's path: decode_dataset shards by itself when it sees devices.
+  from uisrnn_jax import experiment
+
+  state = state.replace(
+    transition_bias=jnp.float32(0.3), crp_alpha=jnp.float32(1.0)
+  )
+  via_infer = experiment.decode_dataset(
+    state, experiment.Dataset(test_seqs), config.decode
+  )
+  out['infer_equal'] = [
+    bool(np.array_equal(a, b)) for a, b in zip(one, via_infer, strict=True)
+  ]
   out['decode_speakers'] = [int(np.max(a)) + 1 for a in one]
   print(json.dumps(out))
 
@@ -205,6 +218,8 @@ class MultiDeviceTest(absltest.TestCase):
   def test_sharded_decoding_equals_single_device(self):
     self.assertLen(self.out['decode_equal'], 8)
     self.assertTrue(all(self.out['decode_equal']), self.out['decode_equal'])
+    self.assertLen(self.out['infer_equal'], 8)
+    self.assertTrue(all(self.out['infer_equal']), self.out['infer_equal'])
     self.assertGreater(max(self.out['decode_speakers']), 1)
 
 

@@ -398,15 +398,23 @@ def decode_dataset(
   *,
   progress: bool | None = None,
 ) -> list[np.ndarray]:
-  """Labels every conversation of ``dataset`` with a trained state."""
-  return decode.predict_labels(
-    state.params,
-    dataset.sequences,
+  """Labels every conversation of ``dataset`` with a trained state.
+
+  With several visible devices, every batch of utterances is split over
+  them (`parallel.predict_labels_sharded`; same labels as one device).
+  """
+  kw = dict(
     transition_bias=float(state.transition_bias),
     crp_alpha=float(state.crp_alpha),
     config=decode_config,
     progress=progress,
   )
+  mesh = parallel.mesh_from_config(0)
+  if mesh is not None:
+    return parallel.predict_labels_sharded(
+      state.params, dataset.sequences, mesh=mesh, **kw
+    )
+  return decode.predict_labels(state.params, dataset.sequences, **kw)
 
 
 def accuracy_report(
