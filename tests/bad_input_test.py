@@ -18,6 +18,7 @@ import sys
 import zipfile
 
 import jax
+import jax_testing
 import ml_collections
 import numpy as np
 from absl.testing import absltest, parameterized
@@ -56,15 +57,7 @@ def _params(seed=0):
   )
 
 
-def _small_config():
-  config = toy.get_config()
-  config.model.observation_dim = 3
-  config.model.rnn_hidden_size = 8
-  config.train.batch_size = 4
-  config.train.num_permutations = 2
-  config.train.bucket = 16
-  config.train.log_every = 5
-  return config
+_small_config = jax_testing.tiny_config
 
 
 def _labels(n):

@@ -4,22 +4,15 @@ import os
 import zipfile
 
 import jax
+import jax_testing
 import numpy as np
 from absl.testing import absltest
 
-from configs import toy
 from uisrnn_jax import estimators, experiment, shards, train
 
 
 def tiny_config():
-  config = toy.get_config()
-  config.model.observation_dim = 3
-  config.model.rnn_hidden_size = 8
-  config.train.batch_size = 4
-  config.train.num_permutations = 2
-  config.train.bucket = 16
-  config.train.log_every = 100
-  return config
+  return jax_testing.tiny_config(log_every=100)
 
 
 def tiny_dataset(num=9, seed=0, d=3):

@@ -5,37 +5,15 @@ import os
 import chex
 import jax
 import jax.numpy as jnp
+import jax_testing
 import numpy as np
 from absl.testing import absltest, parameterized
 from flax import serialization
 
-from configs import toy
 from uisrnn_jax import checkpoint, data, losses, train
 
-
-def small_config(**train_overrides):
-  config = toy.get_config()
-  config.model.observation_dim = 3
-  config.model.rnn_hidden_size = 8
-  config.train.batch_size = 4
-  config.train.num_permutations = 2
-  config.train.bucket = 16
-  config.train.log_every = 5
-  config.train.update(train_overrides)
-  return config
-
-
-def toy_data(seed=0, num=6, d=3):
-  """Interleaved speakers around distinct centres."""
-  rng = np.random.default_rng(seed)
-  centres = 3 * rng.normal(size=(3, d))
-  seqs, ids = [], []
-  for _ in range(num):
-    turns = rng.integers(0, 3, 6)
-    labels = np.repeat(turns, rng.integers(1, 5, 6))
-    seqs.append(centres[labels] + 0.1 * rng.normal(size=(len(labels), d)))
-    ids.append(np.array([f's{x}' for x in labels]))
-  return seqs, ids
+small_config = jax_testing.tiny_config
+toy_data = jax_testing.toy_sequences
 
 
 def batch_of(lengths, steps, d=3, seed=0):

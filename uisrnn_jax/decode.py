@@ -870,6 +870,30 @@ def _validate(sequences: Any, dim: int) -> list[np.ndarray]:
   ]
 
 
+def length_batches(
+  lengths: Sequence[int], bucket: int, batch_size: int
+) -> list[tuple[int, list[int]]]:
+  """Groups sequences by padded length into batches of at most batch_size.
+
+  Args:
+    lengths: the length of every sequence.
+    bucket: see `data.bucketed_length`.
+    batch_size: the most sequences per batch.
+
+  Returns:
+    ``(padded_length, indices)`` per batch, shortest first; within a batch,
+    indices in order of increasing length.
+  """
+  groups: dict[int, list[int]] = {}
+  for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+    groups.setdefault(data.bucketed_length(lengths[i], bucket), []).append(i)
+  return [
+    (length, idx[start : start + batch_size])
+    for length, idx in sorted(groups.items())
+    for start in range(0, len(idx), batch_size)
+  ]
+
+
 def predict_labels(
   params: Params,
   sequences: np.ndarray | Sequence[np.ndarray],
@@ -926,14 +950,7 @@ def predict_labels(
   if not seqs:
     return []
 
-  groups: dict[int, list[int]] = {}
-  for i in sorted(range(len(seqs)), key=lambda i: len(seqs[i])):
-    groups.setdefault(data.bucketed_length(len(seqs[i]), bucket), []).append(i)
-  batches = [
-    (length, idx[start : start + batch_size])
-    for length, idx in sorted(groups.items())
-    for start in range(0, len(idx), batch_size)
-  ]
+  batches = length_batches([len(x) for x in seqs], bucket, batch_size)
   if progress is None:
     progress = len(batches) > 1
   if progress:
@@ -974,6 +991,7 @@ __all__ = [
   'decode_with_status',
   'init_beam',
   'input_projection',
+  'length_batches',
   'make_constants',
   'pad_batch',
   'predict_labels',

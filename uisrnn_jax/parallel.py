@@ -344,14 +344,7 @@ def predict_labels_sharded(
   if not seqs:
     return []
 
-  groups: dict[int, list[int]] = {}
-  for i in sorted(range(len(seqs)), key=lambda i: len(seqs[i])):
-    groups.setdefault(data.bucketed_length(len(seqs[i]), bucket), []).append(i)
-  batches = [
-    (length, idx[start : start + batch_size])
-    for length, idx in sorted(groups.items())
-    for start in range(0, len(idx), batch_size)
-  ]
+  batches = decode.length_batches([len(x) for x in seqs], bucket, batch_size)
   if progress is None:
     progress = len(batches) > 1
   if progress:

@@ -28,10 +28,10 @@ continues exactly like an uninterrupted one.
 from __future__ import annotations
 
 import glob
+import io
 import math
 import os
 import struct
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -41,7 +41,7 @@ from absl import logging
 
 # Module imports only (no `from ... import name`): experiment may import
 # this module back to train from shards.
-from uisrnn_jax import experiment
+from uisrnn_jax import checkpoint, experiment
 from uisrnn_jax import train as train_lib
 
 __all__ = [
@@ -173,19 +173,10 @@ def load_shard(path: str, *, mmap: bool = True) -> experiment.Dataset:
 
 
 def _save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
-  """Uncompressed ``np.savez`` to a temporary file, then an atomic rename."""
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix='.npz', dir=directory)
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(f, **arrays)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  """Uncompressed ``np.savez``, written atomically (`checkpoint.atomic_write`)."""
+  buf = io.BytesIO()
+  np.savez(buf, **arrays)
+  checkpoint.atomic_write(path, buf.getvalue(), prefix='.tmp_')
 
 
 def write_shards(
