@@ -67,29 +67,6 @@ class StreamingTest(parameterized.TestCase):
         distinct.update(labels.tolist())
     self.assertGreaterEqual(len(distinct), 2)
 
-  def test_frozen_prefix_is_shared_by_every_live_hypothesis(self):
-    params = random_params(5)
-    seq = clustered_sequence(np.random.default_rng(5), 60)
-    s = settings()
-    state = streaming.init(
-      params, transition_bias=0.2, crp_alpha=1.0, config=s, capacity=64
-    )
-    frozen = []
-    for start in range(0, 60, 6):
-      state, labels = streaming.push(params, state, seq[start : start + 6])
-      frozen.append(int(state.frozen))
-      # Every live row's ancestor at the frozen point is frozen_row, so the
-      # frozen path is the one all of them would trace back through.
-      parents = np.asarray(state.parents)
-      rows = np.flatnonzero(np.isfinite(np.asarray(state.beam.cost)))
-      for g in range(int(state.num_groups) - 1, int(state.frozen) - 1, -1):
-        rows = parents[g, rows]
-      if frozen[-1] > 0:
-        np.testing.assert_array_equal(rows, int(state.frozen_row))
-    self.assertEqual(frozen, sorted(frozen))  # only moves forward
-    self.assertGreater(frozen[-1], 30)  # and keeps up with the stream
-    np.testing.assert_array_equal(labels, offline(params, seq, s, 0.2))
-
   def test_capacity_grows_and_pushes_do_not_recompile(self):
     params = random_params(3)
     seq = clustered_sequence(np.random.default_rng(3), 24)

@@ -20,14 +20,6 @@ Everything is a pure function of a `StreamState` pytree:
 power of two (at least 8) and grows the back-pointer capacity by doubling, so
 the jitted `update` compiles only a logarithmic number of times.
 
-Tracing back the best path does not walk the whole history on every push:
-once every live hypothesis descends from one beam row of some earlier step,
-the path up to that step can no longer change, so it is written once into
-``state.path`` ("frozen") and each push walks back only to that point
-(how far it trails the newest observation depends on how long rival
-hypotheses survive; with 8 000 observations of history, a one-observation
-push at the seed's sizes took 3 ms instead of 33 ms for a full traceback).
-
 Shape letters as in `uisrnn_jax.model`; A is look_ahead, R the capacity in
 groups of A observations.
 """
@@ -58,9 +50,6 @@ class StreamState:
   num_groups: jax.Array  # int32[]  committed groups of A observations
   parents: jax.Array  # int32[R, K]  back-pointers; identity rows beyond
   slots: jax.Array  # int32[R, K, A]  slots assigned in every group
-  path: jax.Array  # int32[R, A]  final best-path slots of the frozen groups
-  frozen: jax.Array  # int32[]  groups [0, frozen) of ``path`` are final
-  frozen_row: jax.Array  # int32[]  beam row after group frozen-1 they end in
   overflowed: jax.Array  # bool[]  a survivor exceeded max_speakers
   transition_bias: jax.Array  # float32[]
   crp_alpha: jax.Array  # float32[]
@@ -74,22 +63,10 @@ class StreamState:
 
 def _empty_pointers(
   settings: decode_lib.DecodeSettings, capacity: int
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Identity back-pointers, zero slots and an empty frozen path."""
+) -> tuple[jax.Array, jax.Array]:
   k, span = settings.beam_size, settings.look_ahead
   parents = jnp.broadcast_to(jnp.arange(k, dtype=jnp.int32), (capacity, k))
-  return (
-    parents,
-    jnp.zeros((capacity, k, span), jnp.int32),
-    jnp.zeros((capacity, span), jnp.int32),
-  )
-
-
-def _no_frozen() -> dict[str, jax.Array]:
-  return {
-    'frozen': jnp.zeros((), jnp.int32),
-    'frozen_row': jnp.zeros((), jnp.int32),
-  }
+  return parents, jnp.zeros((capacity, k, span), jnp.int32)
 
 
 def init(
@@ -129,7 +106,7 @@ def init(
     raise ValueError(f'capacity must be positive, got {capacity}')
   depth, hidden = params['init_hidden'].shape
   dim = params['sigma2'].shape[-1]
-  parents, slots, path = _empty_pointers(settings, capacity)
+  parents, slots = _empty_pointers(settings, capacity)
   return StreamState(
     beam=decode_lib.init_beam(
       settings, observation_dim=dim, hidden=hidden, depth=depth
@@ -139,8 +116,6 @@ def init(
     num_groups=jnp.zeros((), jnp.int32),
     parents=parents,
     slots=slots,
-    path=path,
-    **_no_frozen(),
     overflowed=jnp.zeros((), bool),
     transition_bias=jnp.asarray(transition_bias, jnp.float32),
     crp_alpha=jnp.asarray(crp_alpha, jnp.float32),
@@ -158,7 +133,7 @@ def reset(state: StreamState) -> StreamState:
     A state with nothing observed and the same array shapes (no retrace).
   """
   settings = state.settings
-  parents, slots, path = _empty_pointers(settings, state.capacity)
+  parents, slots = _empty_pointers(settings, state.capacity)
   depth, hidden = state.beam.pool_hidden.shape[-2:]
   return state.replace(
     beam=decode_lib.init_beam(
@@ -172,8 +147,6 @@ def reset(state: StreamState) -> StreamState:
     num_groups=jnp.zeros((), jnp.int32),
     parents=parents,
     slots=slots,
-    path=path,
-    **_no_frozen(),
     overflowed=jnp.zeros((), bool),
   )
 
@@ -191,81 +164,16 @@ def grow(state: StreamState, capacity: int) -> StreamState:
   extra = capacity - state.capacity
   if extra < 0:
     raise ValueError(f'cannot shrink capacity {state.capacity} to {capacity}')
-  parents, slots, path = _empty_pointers(state.settings, extra)
+  parents, slots = _empty_pointers(state.settings, extra)
   return state.replace(
     parents=jnp.concatenate([state.parents, parents]),
     slots=jnp.concatenate([state.slots, slots]),
-    path=jnp.concatenate([state.path, path]),
   )
 
 
 def num_observations(state: StreamState) -> jax.Array:
   """int32[] observations pushed since init or reset."""
   return state.num_groups * state.settings.look_ahead + state.num_pending
-
-
-def _trace(
-  parents: jax.Array,
-  slots: jax.Array,
-  out: jax.Array,
-  row: jax.Array,
-  start: jax.Array,
-  stop: jax.Array,
-) -> jax.Array:
-  """Writes the slots of the path ending in ``row`` after group start-1.
-
-  Follows back-pointers from group ``start - 1`` down to group ``stop``
-  (a ``while_loop``: only ``start - stop`` steps, whatever the capacity).
-
-  Returns:
-    ``out`` (int32[R, A]) with rows ``stop .. start-1`` filled in.
-  """
-
-  def body(carry):
-    g, r, out = carry
-    g = g - 1
-    return g, parents[g, r], out.at[g].set(slots[g, r])
-
-  _, _, out = jax.lax.while_loop(lambda c: c[0] > stop, body, (start, row, out))
-  return out
-
-
-def _freeze(state: StreamState) -> StreamState:
-  """Moves the frozen point up to where all live hypotheses meet.
-
-  Walks the set of ancestors of the live rows back from the newest
-  committed group until it is a single row (or the old frozen point is
-  reached); the path up to there is final and is written into
-  ``state.path``.
-  """
-  k = state.settings.beam_size
-  live = jnp.isfinite(state.beam.cost)
-
-  def spread(carry):
-    g, rows = carry
-    g = g - 1
-    rows = jnp.zeros((k,), bool).at[state.parents[g]].max(rows)
-    return g, rows
-
-  level, rows = jax.lax.while_loop(
-    lambda c: (c[0] > state.frozen) & (jnp.sum(c[1]) > 1),
-    spread,
-    (state.num_groups, live),
-  )
-  merged = (jnp.sum(rows) == 1) & (level > state.frozen)
-  row = jnp.argmax(rows).astype(jnp.int32)
-  path = jax.lax.cond(
-    merged,
-    lambda: _trace(
-      state.parents, state.slots, state.path, row, level, state.frozen
-    ),
-    lambda: state.path,
-  )
-  return state.replace(
-    path=path,
-    frozen=jnp.where(merged, level, state.frozen),
-    frozen_row=jnp.where(merged, row, state.frozen_row),
-  )
 
 
 def update(
@@ -344,22 +252,12 @@ def update(
       jnp.zeros((), bool),
     )
 
-  state = _freeze(state)
   parent, slots, over = jax.lax.cond(
     state.num_pending > 0, tentative, nothing, state
   )
   parents = state.parents.at[state.num_groups].set(parent)
   all_slots = state.slots.at[state.num_groups].set(slots)
-  # The best row after the tentative group, back to the frozen point; the
-  # frozen path holds the rest.
-  path = _trace(
-    parents,
-    all_slots,
-    state.path,
-    jnp.zeros((), jnp.int32),
-    state.num_groups + 1,
-    state.frozen,
-  ).reshape(-1)
+  path = decode_lib.backtrack(parents, all_slots)
   valid = jnp.arange(path.shape[0]) < num_observations(state)
   labels = decode_lib.renumber(path, valid, settings.num_slots)
   state = state.replace(overflowed=state.overflowed | over)
