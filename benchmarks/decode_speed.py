@@ -30,7 +30,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
-from uisrnn_jax import decode, model  # noqa: E402
+from uisrnn_jax import data, decode, model  # noqa: E402
 
 _REF_OBS = flags.DEFINE_integer(
   'ref_observations', 40, 'Length of the utterances the reference decodes.'
@@ -162,7 +162,7 @@ def main(argv):
   settings = decode.DecodeSettings.from_config(config)
   compile_times = {}
   for batch, length in ((1, _REF_OBS.value), (_BATCH.value, _REF_OBS.value)):
-    t = decode.bucket_length(length, config['bucket'])
+    t = data.bucketed_length(length, config['bucket'])
     obs = np.zeros((batch, t, D), np.float32)
     mask = np.ones((batch, t), bool)
     start = time.perf_counter()

@@ -83,7 +83,9 @@ class StreamingTest(parameterized.TestCase):
     with compile_log() as log:  # same chunk bucket, enough capacity
       state, labels = streaming.push(params, state, seq[16:21])
       state, labels = streaming.push(params, state, seq[21:])
-    self.assertEmpty(_compiled_update(log))
+    # Nothing at all compiles, e.g. no slice of the labels to each new
+    # length (that cost ~30 ms per push at the seed's sizes).
+    self.assertEmpty([m for m in log if 'Compiling' in m])
     np.testing.assert_array_equal(labels, offline(params, seq, s, 0.35))
 
   def test_reset_starts_over_without_recompiling(self):

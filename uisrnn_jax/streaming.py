@@ -324,7 +324,7 @@ def push(
       "speakers in a surviving hypothesis (speaker_overflow='error'); raise "
       "max_speakers or set speaker_overflow='disallow'"
     )
-  return state, np.asarray(labels[:total], np.int32)
+  return state, np.asarray(labels, np.int32)[:total]  # slice on the host
 
 
 __all__ = [
