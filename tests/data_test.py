@@ -186,8 +186,19 @@ if __name__ == '__main__':
 
 class PackingTest(parameterized.TestCase):
   @parameterized.parameters(
-    (0, 1), (1, 1), (2, 2), (3, 3), (4, 4), (5, 6), (6, 6), (7, 8), (9, 12),
-    (13, 16), (17, 24), (25, 32), (33, 48),
+    (0, 1),
+    (1, 1),
+    (2, 2),
+    (3, 3),
+    (4, 4),
+    (5, 6),
+    (6, 6),
+    (7, 8),
+    (9, 12),
+    (13, 16),
+    (17, 24),
+    (25, 32),
+    (33, 48),
   )
   def test_bucketed_rows(self, rows, want):
     self.assertEqual(data.bucketed_rows(rows), want)
