@@ -49,6 +49,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# The sibling benchmark (this directory is sys.path[0] for a script).
+import train_speed  # noqa: E402
+
 from configs import librisim  # noqa: E402
 from uisrnn_jax import (  # noqa: E402
   checkpoint,
@@ -58,7 +61,8 @@ from uisrnn_jax import (  # noqa: E402
   model,
 )
 
-REFERENCE_OFFSET = 1e-6  # keeps uisrnn 0.1.2 from taking 0.0 for padding
+# Keeps uisrnn 0.1.2 from taking 0.0 for padding.
+REFERENCE_OFFSET = train_speed.REFERENCE_OFFSET
 COLLAR = 0.25
 
 
@@ -111,29 +115,8 @@ def run_uisrnn(args, train, dev) -> dict:
 
   torch.manual_seed(0)
   torch.set_num_threads(args.torch_threads)
-  model_args = types.SimpleNamespace(
-    observation_dim=256,
-    rnn_hidden_size=512,
-    rnn_depth=1,
-    rnn_dropout=0.2,
-    transition_bias=None,
-    crp_alpha=1.0,
-    sigma2=None,
-    verbosity=1,
-    enable_cuda=False,
-  )
-  training_args = types.SimpleNamespace(
-    optimizer='adam',
-    learning_rate=1e-3,
-    train_iteration=args.uisrnn_iterations,
-    batch_size=10,
-    num_permutations=10,
-    sigma_alpha=1.0,
-    sigma_beta=1.0,
-    regularization_weight=1e-5,
-    grad_max_norm=5.0,
-    enforce_cluster_id_uniqueness=True,
-  )
+  # The reference's own defaults, as benchmarks/train_speed.py takes them.
+  model_args, training_args = train_speed.reference_args(args.uisrnn_iterations)
   inference_args = types.SimpleNamespace(
     beam_size=10, look_ahead=1, test_iteration=2
   )

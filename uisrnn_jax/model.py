@@ -425,9 +425,10 @@ def predict_means(
   Returns:
     float32[B, T, D] where ``[:, t]`` predicts ``observations[:, t]``.
   """
+  if starts is None:  # one sub-sequence per row, from step 0
+    starts = jnp.zeros(observations.shape[:2], bool).at[:, 0].set(True)
   shifted = jnp.pad(observations[:, :-1], ((0, 0), (1, 0), (0, 0)))
-  if starts is not None:
-    shifted = jnp.where(starts[..., None], 0.0, shifted)
+  shifted = jnp.where(starts[..., None], 0.0, shifted)
   out = run_rnn(
     params,
     shifted,
@@ -435,11 +436,7 @@ def predict_means(
     dropout_rate=dropout_rate,
     dropout_key=dropout_key,
   )
-  means = mean_head(params['head'], out)
-  if starts is None:
-    steps = jnp.arange(1, observations.shape[1] + 1, dtype=means.dtype)
-    return jnp.cumsum(means, axis=1) / steps[None, :, None]
-  return segment_cumulative_mean(means, starts)
+  return segment_cumulative_mean(mean_head(params['head'], out), starts)
 
 
 def params_from_torch(

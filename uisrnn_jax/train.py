@@ -17,7 +17,7 @@ from absl import logging
 from flax import struct
 
 from uisrnn_jax import data as data_lib
-from uisrnn_jax import estimators, evals, losses, model
+from uisrnn_jax import estimators, evals, losses, model, parallel
 
 Params = model.Params
 Metrics = dict[str, jax.Array]
@@ -264,8 +264,6 @@ def fit(
     TypeError, ValueError: malformed data or config, before training.
     RuntimeError: the loss became NaN or infinite.
   """
-  from uisrnn_jax import parallel  # here: only `fit` is ours to edit
-
   m, t = config.model, config.train
   seed = config.seed if seed is None else seed
   num_steps = t.train_iteration if num_steps is None else num_steps
