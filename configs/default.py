@@ -71,6 +71,9 @@ def get_config() -> ml_collections.ConfigDict:
   # 'reference' reproduces uisrnn 0.1.2's running-mean update at decode
   # time; 'cumulative' uses the training-time mean (m_0 + ... + m_n)/(n + 1).
   config.decode.mean_rule = 'reference'
+  # Rounds of Viterbi resegmentation after the beam search (offline; 0 = off;
+  # see uisrnn_jax/resegment.py).
+  config.decode.resegment_iterations = 0
   config.decode.bucket = 64
 
   # Data files (npz in the LibriSim format); empty -> generated toy data.

@@ -272,6 +272,7 @@ def default_config() -> ml_collections.ConfigDict:
     max_speakers=16,
     speaker_overflow='error',
     mean_rule='reference',
+    resegment_iterations=0,
     bucket=64,
   )
   return config

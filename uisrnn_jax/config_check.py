@@ -143,6 +143,7 @@ SCHEMA: dict[str, Any] = {
     'max_speakers': _int(1),
     'speaker_overflow': _choice('error', 'disallow'),
     'mean_rule': _choice('reference', 'cumulative'),
+    'resegment_iterations': _int(0),
     'bucket': _int(1),
   },
   'data': {

@@ -48,7 +48,7 @@ import numpy as np
 import tqdm
 from flax import struct
 
-from uisrnn_jax import data, errors, model
+from uisrnn_jax import data, errors, model, resegment
 
 Params = dict[str, Any]
 
@@ -71,6 +71,9 @@ class DecodeSettings:
       ``'disallow'`` (new speakers are forbidden once a hypothesis is full).
     mean_rule: ``'reference'`` reproduces uisrnn 0.1.2's stored mean,
       ``'cumulative'`` uses the training-time running mean.
+    resegment_iterations: the most rounds of Viterbi resegmentation applied
+      to the beam search's labels (`uisrnn_jax.resegment`; offline, so the
+      streaming decoder refuses it); 0 turns it off.
   """
 
   beam_size: int = 10
@@ -79,6 +82,7 @@ class DecodeSettings:
   max_speakers: int = 16
   speaker_overflow: str = 'error'
   mean_rule: str = 'reference'
+  resegment_iterations: int = 0
 
   def __post_init__(self):
     for name in ('beam_size', 'look_ahead', 'test_iteration', 'max_speakers'):
@@ -87,6 +91,11 @@ class DecodeSettings:
         raise TypeError(f'{name} must be an int, got {value!r}')
       if value < 1:
         raise ValueError(f'{name} must be positive, got {value}')
+    value = self.resegment_iterations
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+      raise TypeError(f'resegment_iterations must be an int, got {value!r}')
+    if value < 0:
+      raise ValueError(f'resegment_iterations must be >= 0, got {value}')
     if self.speaker_overflow not in _OVERFLOW_POLICIES:
       raise ValueError(
         f'speaker_overflow must be one of {_OVERFLOW_POLICIES}, got '
@@ -693,6 +702,15 @@ def _decode_batch(
   # Labels of the last copy: tiled positions (M - 1) N .. M N - 1.
   last = (reps - 1) * lengths[:, None] + jnp.arange(t)[None, :]
   labels = jnp.take_along_axis(paths, jnp.minimum(last, paths.shape[1] - 1), 1)
+  if settings.resegment_iterations:
+    refine = functools.partial(
+      resegment.resegment,
+      weight=consts.weight,
+      transition_bias=transition_bias,
+      iterations=settings.resegment_iterations,
+      num_slots=settings.num_slots,
+    )
+    labels = jax.vmap(refine)(observations, mask, labels)
   labels = jax.vmap(renumber, in_axes=(0, 0, None))(
     labels, mask, settings.num_slots
   )

@@ -84,7 +84,8 @@ def init(
     transition_bias: p0 in (0, 1).
     crp_alpha: alpha > 0.
     config: the ``decode`` config group or a `DecodeSettings`;
-      ``test_iteration`` must be 1 (a stream cannot be tiled).
+      ``test_iteration`` must be 1 (a stream cannot be tiled) and
+      ``resegment_iterations`` 0.
     capacity: initial back-pointer capacity R, in groups of ``look_ahead``
       observations; `push` grows it as needed.
 
@@ -92,14 +93,19 @@ def init(
     A `StreamState` with nothing observed.
 
   Raises:
-    ValueError: for ``test_iteration`` != 1, p0 outside (0, 1), alpha <= 0,
-      or capacity < 1.
+    ValueError: for ``test_iteration`` != 1, ``resegment_iterations`` != 0,
+      p0 outside (0, 1), alpha <= 0, or capacity < 1.
   """
   settings = decode_lib.DecodeSettings.from_config(config)
   if settings.test_iteration != 1:
     raise ValueError(
       'streaming decodes each observation once; set test_iteration=1, got '
       f'{settings.test_iteration}'
+    )
+  if settings.resegment_iterations:
+    raise ValueError(
+      'resegmentation needs the whole sequence and a stream never has it; '
+      f'set resegment_iterations=0, got {settings.resegment_iterations}'
     )
   decode_lib.check_priors(transition_bias, crp_alpha)
   if capacity < 1:
