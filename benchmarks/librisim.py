@@ -38,6 +38,7 @@ Needs: pip install -e '.[reference]' (uisrnn 0.1.2, torch), spectralcluster
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import sys
@@ -45,6 +46,7 @@ import tempfile
 import time
 import types
 
+import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -55,10 +57,12 @@ import train_speed  # noqa: E402
 from configs import librisim  # noqa: E402
 from uisrnn_jax import (  # noqa: E402
   checkpoint,
+  data,
   decode,
   evaluation,
   experiment,
   model,
+  resegment,
 )
 
 # Keeps uisrnn 0.1.2 from taking 0.0 for padding.
@@ -83,7 +87,12 @@ def score(dataset, predicted) -> dict[str, float]:
 # Systems ------------------------------------------------------------------
 
 
-def run_ours(args, train_path, dev) -> dict:
+def run_ours(args, train_path, dev) -> tuple[list[dict], object]:
+  """Trains (or loads) the config's model; its rows and the trained state.
+
+  Rows: the config's decoding, and the same beam search without the
+  resegmentation when the config turns it on.
+  """
   config = librisim.get_config()
   config.data.train_path = train_path
   config.data.test_path = ''
@@ -95,17 +104,66 @@ def run_ours(args, train_path, dev) -> dict:
       tic = time.perf_counter()
       state = experiment.train_and_evaluate(config, workdir, progress=False)
       train_s = time.perf_counter() - tic
-  tic = time.perf_counter()
-  predicted = experiment.decode_dataset(
-    state, dev, config.decode, progress=False
+  name = (
+    f'uisrnn_jax, configs/librisim.py ({config.train.train_iteration} steps,'
+    f' hidden {config.model.rnn_hidden_size})'
   )
-  decode_s = time.perf_counter() - tic
+  variants = [(name, config.decode)]
+  rounds = config.decode.resegment_iterations
+  if rounds:
+    plain = config.decode.copy_and_resolve_references()
+    plain.resegment_iterations = 0
+    variants = [
+      (
+        f'{name}, beam search + resegmentation ({rounds} rounds)',
+        config.decode,
+      ),
+      (f'{name}, beam search only', plain),
+    ]
+  rows = []
+  for label, decode_config in variants:
+    tic = time.perf_counter()
+    predicted = experiment.decode_dataset(
+      state, dev, decode_config, progress=False
+    )
+    rows.append(
+      {
+        'name': label,
+        'predicted': predicted,
+        'train_s': train_s,
+        'decode_s': time.perf_counter() - tic,
+      }
+    )
+  return rows, state
+
+
+def resegmented(row: dict, state, dev, rounds: int) -> dict:
+  """``row``'s labels refined by `uisrnn_jax.resegment` with the trained
+  model's sigma2 and p0 (the same step as our own decoding's)."""
+  weight = 1.0 / (2.0 * np.asarray(state.params['sigma2'], np.float32))
+  refine = jax.jit(
+    functools.partial(
+      resegment.resegment,
+      weight=weight,
+      transition_bias=float(state.transition_bias),
+      iterations=rounds,
+      num_slots=librisim.get_config().decode.max_speakers,
+    ),
+  )
+  tic = time.perf_counter()
+  predicted = []
+  for seq, labels in zip(dev.sequences, row['predicted']):
+    n = len(seq)
+    length = data.bucketed_length(n, 64)
+    obs, mask = decode.pad_batch([seq], length)
+    padded = np.zeros(length, np.int32)
+    padded[:n] = labels
+    predicted.append(np.asarray(refine(obs[0], mask[0], padded))[:n])
   return {
-    'name': f'uisrnn_jax, configs/librisim.py ({config.train.train_iteration}'
-    f' steps, hidden {config.model.rnn_hidden_size})',
+    'name': f'{row["name"]} + uisrnn_jax resegmentation (our sigma2, p0)',
     'predicted': predicted,
-    'train_s': train_s,
-    'decode_s': decode_s,
+    'train_s': None,
+    'decode_s': row['decode_s'] + time.perf_counter() - tic,
   }
 
 
@@ -220,13 +278,18 @@ def main(argv=None) -> None:
   only = set(args.only.split(','))
   load_before = os.getloadavg()
   rows = []
+  state = None
   if 'ours' in only:
-    rows.append(run_ours(args, train_path, dev))
+    ours, state = run_ours(args, train_path, dev)
+    rows.extend(ours)
   if 'uisrnn' in only:
     rows.append(run_uisrnn(args, experiment.load_npz(train_path), dev))
   if 'spectral' in only:
+    rounds = librisim.get_config().decode.resegment_iterations
     for name, clusterer in spectral_clusterers().items():
       rows.append(run_spectral(name, clusterer, dev))
+      if state is not None and rounds and 'turn-to-diarize' in name:
+        rows.append(resegmented(rows[-1], state, dev, rounds))
   n_ref = np.mean([len(set(r.tolist())) for r in dev.labels])
   print(
     f'\nLibriSim dev: {len(dev.sequences)} conversations, '

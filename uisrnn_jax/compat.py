@@ -92,6 +92,8 @@ _INFERENCE_FIELDS = {
   'test_iteration': 'positive_int',
   # Ours: speaker slots per hypothesis (grown automatically, see `predict`).
   'max_speakers': 'positive_int',
+  # Ours: Viterbi resegmentation rounds after the beam search (0: off).
+  'resegment_iterations': 'nonnegative_int',
 }
 _FLOAT_RANGES = {
   'float': (lambda v: True, ''),

@@ -166,6 +166,7 @@ OPTIONAL_FIELDS = {
   ('train', 'num_devices'),
   ('train', 'steps_per_shard'),
   ('data', 'train_shards'),
+  ('decode', 'resegment_iterations'),
 }
 
 

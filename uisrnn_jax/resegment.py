@@ -62,9 +62,17 @@ def speaker_means(
 def emissions(
   observations: jax.Array, means: jax.Array, weight: jax.Array
 ) -> jax.Array:
-  """``-sum_d weight_d (x_d - c_{s,d})^2`` -> float32[T, S]."""
-  diff = observations[:, None, :] - means[None, :, :]
-  return -jnp.sum(diff * diff * weight, axis=-1)
+  """``-sum_d weight_d (x_d - c_{s,d})^2`` -> float32[T, S].
+
+  Expanded into matrix products, so no [T, S, D] array is formed.
+  """
+  xx = jnp.sum(observations * observations * weight, axis=-1)
+  cc = jnp.sum(means * means * weight, axis=-1)
+  # Full float32 matmul on every backend (TPUs default to bfloat16 passes).
+  xc = jnp.dot(
+    observations, (means * weight).T, precision=jax.lax.Precision.HIGHEST
+  )
+  return -(xx[:, None] - 2.0 * xc + cc[None, :])
 
 
 def _switch_log_prob(log_p0: jax.Array, num_active: jax.Array) -> jax.Array:
