@@ -257,6 +257,21 @@ class DecoderOptionTest(absltest.TestCase):
     with self.assertRaisesRegex(TypeError, 'resegment_iterations'):
       decode.DecodeSettings(resegment_iterations=1.5)
 
+  def test_configs_without_the_field_still_validate(self):
+    """Checkpoints written before the option existed keep loading."""
+    from configs import default
+    from uisrnn_jax import config_check
+
+    config = default.get_config()
+    del config.decode['resegment_iterations']
+    config_check.validate_config(config)
+    self.assertEqual(
+      decode.DecodeSettings.from_config(config.decode).resegment_iterations, 0
+    )
+    config.decode.resegment_iterations = -2
+    with self.assertRaisesRegex(ValueError, 'resegment_iterations'):
+      config_check.validate_config(config)
+
   def test_streaming_refuses(self):
     params = random_params(0)
     with self.assertRaisesRegex(ValueError, 'whole sequence'):
