@@ -7,7 +7,9 @@ speaker-count error (mean |predicted - true| speakers per conversation),
 training time and decoding time.
 
 Rows:
-- ``uisrnn_jax``: `configs/librisim.py`, trained on train.npz here.
+- ``uisrnn_jax``: `configs/librisim.py`, trained on train.npz here (one row
+  per ``--seeds`` seed, then their mean). When the config resegments, the
+  same model's beam search alone gets a row of its own too.
 - ``uisrnn 0.1.2``: Google's PyTorch package with its default model and
   training arguments (hidden 512, batch 10, 10 permutations, lr 1e-3),
   ``--uisrnn_iterations`` iterations on the same train data + 1e-6 (it treats
@@ -23,13 +25,16 @@ Rows:
   (which needs a turn detector): RowWiseThreshold + Symmetrize refinement,
   autotuned p-percentile, GraphCut Laplacian, row-wise renormalisation;
   ``icassp2018`` is its ICASSP 2018 configuration. Both: 2-7 clusters,
-  cosine distance.
+  cosine distance. Turn-to-Diarize's labels are also shown after our
+  resegmentation (with our last model's sigma2 and p0), so that the
+  refinement is credited to neither side alone.
 
 Usage (from the repository root):
   python benchmarks/librisim.py                          # all rows
   python benchmarks/librisim.py --uisrnn_iterations=7000 # the issue's run
   python benchmarks/librisim.py --only=spectral          # fast rows only
   python benchmarks/librisim.py --ours_workdir=runs/librisim  # reuse a run
+  python benchmarks/librisim.py --seeds=0,1,2        # three seeds + means
 
 Needs: pip install -e '.[reference]' (uisrnn 0.1.2, torch), spectralcluster
 ==0.2.22 and pyannote.metrics.
@@ -87,13 +92,14 @@ def score(dataset, predicted) -> dict[str, float]:
 # Systems ------------------------------------------------------------------
 
 
-def run_ours(args, train_path, dev) -> tuple[list[dict], object]:
+def run_ours(args, train_path, dev, seed: int) -> tuple[list[dict], object]:
   """Trains (or loads) the config's model; its rows and the trained state.
 
   Rows: the config's decoding, and the same beam search without the
   resegmentation when the config turns it on.
   """
   config = librisim.get_config()
+  config.seed = seed
   config.data.train_path = train_path
   config.data.test_path = ''
   train_s = None
@@ -106,9 +112,9 @@ def run_ours(args, train_path, dev) -> tuple[list[dict], object]:
       train_s = time.perf_counter() - tic
   name = (
     f'uisrnn_jax, configs/librisim.py ({config.train.train_iteration} steps,'
-    f' hidden {config.model.rnn_hidden_size})'
+    f' hidden {config.model.rnn_hidden_size}, seed {seed})'
   )
-  variants = [(name, config.decode)]
+  variants = [(name, config.decode, 'ours')]
   rounds = config.decode.resegment_iterations
   if rounds:
     plain = config.decode.copy_and_resolve_references()
@@ -117,11 +123,12 @@ def run_ours(args, train_path, dev) -> tuple[list[dict], object]:
       (
         f'{name}, beam search + resegmentation ({rounds} rounds)',
         config.decode,
+        'ours',
       ),
-      (f'{name}, beam search only', plain),
+      (f'{name}, beam search only', plain, 'ours, beam search only'),
     ]
   rows = []
-  for label, decode_config in variants:
+  for label, decode_config, group in variants:
     tic = time.perf_counter()
     predicted = experiment.decode_dataset(
       state, dev, decode_config, progress=False
@@ -129,6 +136,7 @@ def run_ours(args, train_path, dev) -> tuple[list[dict], object]:
     rows.append(
       {
         'name': label,
+        'group': group,
         'predicted': predicted,
         'train_s': train_s,
         'decode_s': time.perf_counter() - tic,
@@ -266,6 +274,11 @@ def main(argv=None) -> None:
     help='comma-separated subset of ours, uisrnn, spectral',
   )
   parser.add_argument('--ours_workdir', default='')
+  parser.add_argument(
+    '--seeds',
+    default='0',
+    help='comma-separated training seeds for our rows (mean rows follow)',
+  )
   parser.add_argument('--uisrnn_iterations', type=int, default=1000)
   parser.add_argument(
     '--uisrnn_decode', choices=('jax', 'torch'), default='jax'
@@ -280,8 +293,12 @@ def main(argv=None) -> None:
   rows = []
   state = None
   if 'ours' in only:
-    ours, state = run_ours(args, train_path, dev)
-    rows.extend(ours)
+    seeds = [int(x) for x in args.seeds.split(',')]
+    if args.ours_workdir:
+      seeds = seeds[:1]
+    for seed in seeds:
+      ours, state = run_ours(args, train_path, dev, seed)
+      rows.extend(ours)
   if 'uisrnn' in only:
     rows.append(run_uisrnn(args, experiment.load_npz(train_path), dev))
   if 'spectral' in only:
@@ -305,13 +322,37 @@ def main(argv=None) -> None:
     '| training s | decoding s |'
   )
   print('|---|---:|---:|---:|---:|---:|---:|')
+  groups: dict[str, list[dict]] = {}
   for row in rows:
     s = score(dev, row['predicted'])
+    if 'group' in row:
+      groups.setdefault(row['group'], []).append(
+        {**s, 'train_s': row['train_s'], 'decode_s': row['decode_s']}
+      )
     train_s = '—' if row['train_s'] is None else f'{row["train_s"]:.0f}'
     print(
       f'| {row["name"]} | {s["accuracy"]:.3f} | {s["der"]:.3f} | '
       f'{s["speaker_count_error"]:.2f} | {s["mean_speakers"]:.2f} | '
       f'{train_s} | {row["decode_s"]:.1f} |'
+    )
+  for group, scores in groups.items():
+    if len(scores) < 2:
+      continue
+    mean = {
+      k: np.mean([x[k] for x in scores if x[k] is not None] or [np.nan])
+      for k in scores[0]
+    }
+    spread = {
+      k: (min(x[k] for x in scores), max(x[k] for x in scores))
+      for k in ('accuracy', 'der')
+    }
+    print(
+      f'| **{group}, mean of {len(scores)} seeds** (range: accuracy '
+      f'{spread["accuracy"][0]:.3f}–{spread["accuracy"][1]:.3f}, DER '
+      f'{spread["der"][0]:.3f}–{spread["der"][1]:.3f}) | '
+      f'{mean["accuracy"]:.3f} | {mean["der"]:.3f} | '
+      f'{mean["speaker_count_error"]:.2f} | {mean["mean_speakers"]:.2f} | '
+      f'{mean["train_s"]:.0f} | {mean["decode_s"]:.1f} |'
     )
   if 'uisrnn' in only and args.uisrnn_iterations < 7000:
     print(

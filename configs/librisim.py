@@ -54,6 +54,11 @@ def get_config() -> ml_collections.ConfigDict:
   # The reference's running mean; 'cumulative' is much worse on these data.
   config.decode.mean_rule = 'reference'
   config.decode.speaker_overflow = 'disallow'
+  # Then re-choose all labels jointly by Viterbi under the model's sigma2 and
+  # p0, with the decoded speakers' centroids, until stable (10 rounds
+  # sufficed on dev; the loop stops early). Dev, three seeds: accuracy
+  # 0.897 -> 0.907, DER 0.078 -> 0.068.
+  config.decode.resegment_iterations = 20
   config.data.train_path = os.path.join(DATA_DIR, 'train.npz')
   config.data.test_path = os.path.join(DATA_DIR, 'dev.npz')
   return config

@@ -17,6 +17,7 @@ def test_config_is_valid_and_tuned_settings_are_set():
   assert config.model.crp_alpha_estimator == 'closed_form'
   assert config.model.sigma2 is not None and config.model.sigma2 > 0
   assert config.decode.test_iteration == 2
+  assert config.decode.resegment_iterations > 0
 
 
 def test_data_paths_default_to_shared_dir_next_to_repo():
