@@ -16,7 +16,7 @@ from absl.testing import absltest, parameterized
 from decode_test import clustered_sequence, random_params
 from jax_testing import compile_log
 
-from uisrnn_jax import decode, resegment, streaming
+from uisrnn_jax import decode, resegment
 
 # One compilation per (iterations, shape), shared by the random cases.
 _resegment = jax.jit(
@@ -271,16 +271,6 @@ class DecoderOptionTest(absltest.TestCase):
     config.decode.resegment_iterations = -2
     with self.assertRaisesRegex(ValueError, 'resegment_iterations'):
       config_check.validate_config(config)
-
-  def test_streaming_refuses(self):
-    params = random_params(0)
-    with self.assertRaisesRegex(ValueError, 'whole sequence'):
-      streaming.init(
-        params,
-        transition_bias=0.1,
-        crp_alpha=1.0,
-        config=decode.DecodeSettings(test_iteration=1, resegment_iterations=2),
-      )
 
   def test_jit_compiles_once_per_shape(self):
     """Sequences of any real length in one padded shape share a compile."""

@@ -144,13 +144,13 @@ class StreamingTest(parameterized.TestCase):
 
   def test_validation(self):
     params = random_params(0)
-    with self.assertRaisesRegex(ValueError, 'test_iteration'):
-      streaming.init(
-        params,
-        transition_bias=0.3,
-        crp_alpha=1.0,
-        config=settings(test_iteration=2),
-      )
+    for bad, message in (
+      (settings(test_iteration=2), 'test_iteration'),
+      # Resegmentation needs the whole sequence.
+      (settings(resegment_iterations=2), 'whole sequence'),
+    ):
+      with self.assertRaisesRegex(ValueError, message):
+        streaming.init(params, transition_bias=0.3, crp_alpha=1.0, config=bad)
     state = streaming.init(
       params, transition_bias=0.3, crp_alpha=1.0, config=settings()
     )
