@@ -54,6 +54,14 @@ Params = dict[str, Any]
 
 _OVERFLOW_POLICIES = ('error', 'disallow')
 _MEAN_RULES = ('reference', 'cumulative')
+# Integer settings and their least allowed value.
+_INT_FIELDS = {
+  'beam_size': 1,
+  'look_ahead': 1,
+  'test_iteration': 1,
+  'max_speakers': 1,
+  'resegment_iterations': 0,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,17 +93,12 @@ class DecodeSettings:
   resegment_iterations: int = 0
 
   def __post_init__(self):
-    for name in ('beam_size', 'look_ahead', 'test_iteration', 'max_speakers'):
+    for name, least in _INT_FIELDS.items():
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f'{name} must be an int, got {value!r}')
-      if value < 1:
-        raise ValueError(f'{name} must be positive, got {value}')
-    value = self.resegment_iterations
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-      raise TypeError(f'resegment_iterations must be an int, got {value!r}')
-    if value < 0:
-      raise ValueError(f'resegment_iterations must be >= 0, got {value}')
+      if value < least:
+        raise ValueError(f'{name} must be >= {least}, got {value}')
     if self.speaker_overflow not in _OVERFLOW_POLICIES:
       raise ValueError(
         f'speaker_overflow must be one of {_OVERFLOW_POLICIES}, got '
