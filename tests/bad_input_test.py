@@ -13,8 +13,6 @@ import ast
 import json
 import os
 import pickle
-import subprocess
-import sys
 import zipfile
 
 import jax
@@ -313,20 +311,13 @@ class ConfigTest(parameterized.TestCase):
     # ml_collections rejects it while parsing flags, before our code runs;
     # cli.parse_flags turns its AttributeError into absl's flag error.
     workdir = os.path.join(self.create_tempdir().full_path, 'run')
-    result = subprocess.run(
-      [
-        sys.executable,
-        '-c',
-        'from absl import app; from uisrnn_jax import cli; '
-        'app.run(cli.train_main, flags_parser=cli.parse_flags)',
-        '--config=configs/toy.py',
-        f'--workdir={workdir}',
-        '--config.train.learning_rat=0.1',
-      ],
-      cwd=REPO,
-      env=dict(os.environ, JAX_PLATFORMS='cpu'),
-      capture_output=True,
-      text=True,
+    result = jax_testing.run_python(
+      '-c',
+      'from absl import app; from uisrnn_jax import cli; '
+      'app.run(cli.train_main, flags_parser=cli.parse_flags)',
+      '--config=configs/toy.py',
+      f'--workdir={workdir}',
+      '--config.train.learning_rat=0.1',
     )
     self.assertEqual(result.returncode, 1, result.stderr)
     self.assertIn(
@@ -348,18 +339,11 @@ class ConfigTest(parameterized.TestCase):
 
   def test_train_script_exits_with_the_message_and_writes_nothing(self):
     workdir = os.path.join(self.create_tempdir().full_path, 'run')
-    result = subprocess.run(
-      [
-        sys.executable,
-        'train.py',
-        '--config=configs/toy.py',
-        f'--workdir={workdir}',
-        '--config.train.batch_size=-2',
-      ],
-      cwd=REPO,
-      env=dict(os.environ, JAX_PLATFORMS='cpu'),
-      capture_output=True,
-      text=True,
+    result = jax_testing.run_python(
+      'train.py',
+      '--config=configs/toy.py',
+      f'--workdir={workdir}',
+      '--config.train.batch_size=-2',
     )
     self.assertEqual(result.returncode, 1, result.stderr)
     self.assertIn(

@@ -10,7 +10,6 @@ import contextlib
 import io
 import os
 import random
-import subprocess
 import sys
 from unittest import mock
 
@@ -20,6 +19,7 @@ import optax
 import reference_fixtures
 from absl import logging
 from absl.testing import absltest, parameterized
+from jax_testing import run_python
 
 import uisrnn_jax as uisrnn
 from configs import default
@@ -33,8 +33,6 @@ from uisrnn_jax import (
   train,
 )
 from uisrnn_jax.contrib import range_search_crp_alpha
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The documented defaults of uisrnn 0.1.2's parse_arguments().
 SEED_MODEL_DEFAULTS = dict(
@@ -989,13 +987,7 @@ class PackageTest(absltest.TestCase):
       'assert "torch" not in sys.modules, "torch imported"\n'
       'print(uisrnn.__version__)\n'
     )
-    result = subprocess.run(
-      [sys.executable, '-c', code],
-      cwd=REPO,
-      env=dict(os.environ, JAX_PLATFORMS='cpu'),
-      capture_output=True,
-      text=True,
-    )
+    result = run_python('-c', code)
     self.assertEqual(result.returncode, 0, result.stderr)
     self.assertEqual(result.stdout.strip(), uisrnn.__version__)
 

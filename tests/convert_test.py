@@ -12,7 +12,6 @@ import argparse
 import io
 import os
 import pathlib
-import subprocess
 import sys
 import zipfile
 from contextlib import redirect_stderr, redirect_stdout
@@ -21,6 +20,7 @@ from unittest import mock
 import jax
 import numpy as np
 from absl.testing import absltest
+from jax_testing import run_python
 
 from uisrnn_jax import (
   arguments,
@@ -342,13 +342,7 @@ class ConvertTest(absltest.TestCase):
 
   def test_module_entry_point(self):
     out = os.path.join(self.create_tempdir().full_path, 'model.msgpack')
-    result = subprocess.run(
-      [sys.executable, '-m', 'uisrnn_jax.convert', REFERENCE_FILE, out],
-      cwd=REPO,
-      env=dict(os.environ, JAX_PLATFORMS='cpu'),
-      capture_output=True,
-      text=True,
-    )
+    result = run_python('-m', 'uisrnn_jax.convert', REFERENCE_FILE, out)
     self.assertEqual(result.returncode, 0, result.stderr)
     self.assertIn('converted', result.stdout)
     self.assertTrue(os.path.isfile(out))

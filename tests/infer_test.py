@@ -2,18 +2,16 @@
 
 import os
 import re
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 from absl.testing import absltest
+from jax_testing import run_python
 
 from configs import toy
 from uisrnn_jax import checkpoint, errors, evals, experiment, train
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIM = 4
 
 
@@ -71,20 +69,12 @@ def _write_npz(path, convs, with_turns=True):
 
 
 def _run_infer(workdir, *args):
-  return subprocess.run(
-    [
-      sys.executable,
-      'infer.py',
-      '--config=configs/toy.py',
-      f'--workdir={workdir}',
-      '--config.decode.beam_size=2',
-      *args,
-    ],
-    cwd=REPO,
-    env=dict(os.environ, JAX_PLATFORMS='cpu'),
-    capture_output=True,
-    text=True,
-    check=False,
+  return run_python(
+    'infer.py',
+    '--config=configs/toy.py',
+    f'--workdir={workdir}',
+    '--config.decode.beam_size=2',
+    *args,
   )
 
 

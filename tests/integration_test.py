@@ -2,16 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 from absl.testing import absltest
+from jax_testing import run_python
 
 from configs import toy
 from uisrnn_jax import checkpoint, experiment
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ToyRunTest(absltest.TestCase):
@@ -53,17 +50,9 @@ class ToyRunTest(absltest.TestCase):
       '--config.toy.num_train=4',
       '--config.toy.num_test=2',
     ]
-    env = dict(os.environ, JAX_PLATFORMS='cpu')
 
     def run(script, *args):
-      return subprocess.run(
-        [sys.executable, script, *common, *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-      ).stdout
+      return run_python(script, *common, *args, check=True).stdout
 
     run('train.py', '--config.train.train_iteration=4')
     self.assertEqual(checkpoint.checkpoint_steps(workdir), [3, 4])

@@ -2,8 +2,29 @@
 
 import contextlib
 import logging
+import os
+import subprocess
+import sys
 
 import jax
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_python(*args, check=False):
+  """Runs ``python ARGS`` from the repository root with JAX on the CPU.
+
+  Returns:
+    The `subprocess.CompletedProcess`, with text ``stdout``/``stderr``.
+  """
+  return subprocess.run(
+    [sys.executable, *args],
+    cwd=REPO,
+    env=dict(os.environ, JAX_PLATFORMS='cpu'),
+    capture_output=True,
+    text=True,
+    check=check,
+  )
 
 
 @contextlib.contextmanager

@@ -2,14 +2,14 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from absl.testing import absltest
 
 pytest.importorskip('matplotlib', reason='plots need matplotlib')
+
+from jax_testing import run_python
 
 from uisrnn_jax import plots  # noqa: E402
 
@@ -104,13 +104,7 @@ def test_import_does_not_load_matplotlib():
     'import sys, uisrnn_jax, uisrnn_jax.plots, uisrnn_jax.evaluation; '
     "print('matplotlib' in sys.modules, 'pyannote' in sys.modules)"
   )
-  out = subprocess.run(
-    [sys.executable, '-c', code],
-    capture_output=True,
-    text=True,
-    check=True,
-    env=dict(os.environ, JAX_PLATFORMS='cpu'),
-  ).stdout.split()
+  out = run_python('-c', code, check=True).stdout.split()
   assert out == ['False', 'False']
 
 
