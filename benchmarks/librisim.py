@@ -62,7 +62,6 @@ import train_speed  # noqa: E402
 from configs import librisim  # noqa: E402
 from uisrnn_jax import (  # noqa: E402
   checkpoint,
-  data,
   decode,
   evaluation,
   experiment,
@@ -150,23 +149,28 @@ def resegmented(row: dict, state, dev, rounds: int) -> dict:
   model's sigma2 and p0 (the same step as our own decoding's)."""
   weight = 1.0 / (2.0 * np.asarray(state.params['sigma2'], np.float32))
   refine = jax.jit(
-    functools.partial(
-      resegment.resegment,
-      weight=weight,
-      transition_bias=float(state.transition_bias),
-      iterations=rounds,
-      num_slots=librisim.get_config().decode.max_speakers,
-    ),
+    jax.vmap(
+      functools.partial(
+        resegment.resegment,
+        weight=weight,
+        transition_bias=float(state.transition_bias),
+        iterations=rounds,
+        num_slots=librisim.get_config().decode.max_speakers,
+      )
+    )
   )
   tic = time.perf_counter()
-  predicted = []
-  for seq, labels in zip(dev.sequences, row['predicted']):
-    n = len(seq)
-    length = data.bucketed_length(n, 64)
-    obs, mask = decode.pad_batch([seq], length)
-    padded = np.zeros(length, np.int32)
-    padded[:n] = labels
-    predicted.append(np.asarray(refine(obs[0], mask[0], padded))[:n])
+  predicted = [None] * len(dev.sequences)
+  # The decoder's own batching: by bucketed length, padded with a mask.
+  lengths = [len(s) for s in dev.sequences]
+  for length, idx in decode.length_batches(lengths, 64, 64):
+    obs, mask = decode.pad_batch([dev.sequences[i] for i in idx], length)
+    labels = np.zeros(mask.shape, np.int32)
+    for r, i in enumerate(idx):
+      labels[r, : lengths[i]] = row['predicted'][i]
+    out = np.asarray(refine(obs, mask, labels))
+    for r, i in enumerate(idx):
+      predicted[i] = out[r, : lengths[i]]
   return {
     'name': f'{row["name"]} + uisrnn_jax resegmentation (our sigma2, p0)',
     'predicted': predicted,

@@ -36,6 +36,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+# Full float32 matrix products on every backend (TPUs default to bfloat16
+# passes, which would blur centroids and distances).
+_FULL_FLOAT32 = jax.lax.Precision.HIGHEST
+
 
 def speaker_means(
   observations: jax.Array, labels: jax.Array, mask: jax.Array, num_slots: int
@@ -54,7 +58,7 @@ def speaker_means(
   onehot = (labels[:, None] == jnp.arange(num_slots)) & mask[:, None]
   onehot = onehot.astype(observations.dtype)
   counts = jnp.sum(onehot, axis=0)
-  sums = onehot.T @ observations
+  sums = jnp.dot(onehot.T, observations, precision=_FULL_FLOAT32)
   means = sums / jnp.maximum(counts, 1.0)[:, None]
   return means, counts.astype(jnp.int32)
 
@@ -68,10 +72,7 @@ def emissions(
   """
   xx = jnp.sum(observations * observations * weight, axis=-1)
   cc = jnp.sum(means * means * weight, axis=-1)
-  # Full float32 matmul on every backend (TPUs default to bfloat16 passes).
-  xc = jnp.dot(
-    observations, (means * weight).T, precision=jax.lax.Precision.HIGHEST
-  )
+  xc = jnp.dot(observations, (means * weight).T, precision=_FULL_FLOAT32)
   return -(xx[:, None] - 2.0 * xc + cc[None, :])
 
 
