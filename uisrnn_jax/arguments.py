@@ -10,9 +10,11 @@ unchanged:
   (0.01, 2)
 
 The namespaces map one to one onto the config groups of
-``configs/default.py`` (``model``, ``train``, ``decode``); see
-`uisrnn_jax.compat`. This module is the only place where the seed's argparse
-flags are defined; our own scripts use ml_collections configs instead.
+`uisrnn_jax.defaults` (``model``, ``train``, ``decode``), and each flag takes
+its default from there (``verbosity`` and ``enable_cuda`` have no config
+field); see `uisrnn_jax.compat`. This module is the only place where the
+seed's argparse flags are defined; our own scripts use ml_collections
+configs instead.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-OBSERVATION_DIM = 256
+from uisrnn_jax import defaults
 
 
 def str2bool(value: str) -> bool:
@@ -50,33 +52,37 @@ def str2bool(value: str) -> bool:
 
 def model_parser() -> argparse.ArgumentParser:
   """Flags of ``model_args`` (the config's ``model`` group)."""
+  model = defaults.get_config().model
   parser = argparse.ArgumentParser(
     description='Model configurations.', add_help=False
   )
   parser.add_argument(
     '--observation_dim',
-    default=OBSERVATION_DIM,
+    default=model.observation_dim,
     type=int,
     help='Dimension D of the observations (e.g. d-vector embeddings).',
   )
   parser.add_argument(
     '--rnn_hidden_size',
-    default=512,
+    default=model.rnn_hidden_size,
     type=int,
     help='Units in each GRU layer.',
   )
   parser.add_argument(
-    '--rnn_depth', default=1, type=int, help='Number of stacked GRU layers.'
+    '--rnn_depth',
+    default=model.rnn_depth,
+    type=int,
+    help='Number of stacked GRU layers.',
   )
   parser.add_argument(
     '--rnn_dropout',
-    default=0.2,
+    default=model.rnn_dropout,
     type=float,
     help='Dropout between stacked GRU layers while training (depth >= 2).',
   )
   parser.add_argument(
     '--transition_bias',
-    default=None,
+    default=model.transition_bias,
     type=float,
     help='p0, the probability of a speaker change (Eq. 6 of the paper). '
     'Fixed when given; otherwise estimated from the training labels '
@@ -84,7 +90,7 @@ def model_parser() -> argparse.ArgumentParser:
   )
   parser.add_argument(
     '--crp_alpha',
-    default=1.0,
+    default=model.crp_alpha,
     type=float,
     help='alpha, the concentration of the Chinese restaurant process over '
     'speakers (Eq. 7 of the paper). Used as given; see '
@@ -92,7 +98,7 @@ def model_parser() -> argparse.ArgumentParser:
   )
   parser.add_argument(
     '--sigma2',
-    default=None,
+    default=model.sigma2,
     type=float,
     help='sigma^2, the observation variance (Eq. 11 of the paper). Fixed '
     'when given; otherwise learned, per dimension, starting at 0.1.',
@@ -116,54 +122,55 @@ def model_parser() -> argparse.ArgumentParser:
 
 def training_parser() -> argparse.ArgumentParser:
   """Flags of ``training_args`` (the config's ``train`` group)."""
+  train = defaults.get_config().train
   parser = argparse.ArgumentParser(
     description='Training configurations.', add_help=False
   )
   parser.add_argument(
     '--optimizer',
     '-o',
-    default='adam',
+    default=train.optimizer,
     choices=['adam'],
     help='Optimizer (only Adam is supported).',
   )
   parser.add_argument(
     '--learning_rate',
     '-l',
-    default=1e-3,
+    default=train.learning_rate,
     type=float,
     help='Learning rate of the optimizer.',
   )
   parser.add_argument(
     '--train_iteration',
     '-t',
-    default=20000,
+    default=train.train_iteration,
     type=int,
     help='Training steps per fit() call.',
   )
   parser.add_argument(
     '--batch_size',
     '-b',
-    default=10,
+    default=train.batch_size,
     type=int,
     help='Speaker sub-sequences per training step.',
   )
   parser.add_argument(
     '--num_permutations',
-    default=10,
+    default=train.num_permutations,
     type=int,
     help='Copies of each speaker sub-sequence with shuffled turns (data '
     'augmentation).',
   )
   parser.add_argument(
     '--sigma_alpha',
-    default=1.0,
+    default=train.sigma_alpha,
     type=float,
     help='Shape of the inverse-gamma prior on sigma2 (only when sigma2 is '
     'learned).',
   )
   parser.add_argument(
     '--sigma_beta',
-    default=1.0,
+    default=train.sigma_beta,
     type=float,
     help='Scale of the inverse-gamma prior on sigma2 (only when sigma2 is '
     'learned).',
@@ -171,19 +178,19 @@ def training_parser() -> argparse.ArgumentParser:
   parser.add_argument(
     '--regularization_weight',
     '-r',
-    default=1e-5,
+    default=train.regularization_weight,
     type=float,
     help='Weight of the L2 regularization of the network weights.',
   )
   parser.add_argument(
     '--grad_max_norm',
-    default=5.0,
+    default=train.grad_max_norm,
     type=float,
     help='Global-norm clipping threshold of the network gradients.',
   )
   parser.add_argument(
     '--enforce_cluster_id_uniqueness',
-    default=True,
+    default=train.enforce_cluster_id_uniqueness,
     type=str2bool,
     help='Treat equal labels in different training sequences as different '
     "speakers (e.g. 'a' in [a, b] and in [a, c]). Only used when fit() "
@@ -194,25 +201,26 @@ def training_parser() -> argparse.ArgumentParser:
 
 def inference_parser() -> argparse.ArgumentParser:
   """Flags of ``inference_args`` (the config's ``decode`` group)."""
+  decode = defaults.get_config().decode
   parser = argparse.ArgumentParser(
     description='Inference configurations.', add_help=False
   )
   parser.add_argument(
     '--beam_size',
     '-s',
-    default=10,
+    default=decode.beam_size,
     type=int,
     help='Hypotheses kept by the beam search.',
   )
   parser.add_argument(
     '--look_ahead',
-    default=1,
+    default=decode.look_ahead,
     type=int,
     help='Observations assigned jointly at each beam-search step.',
   )
   parser.add_argument(
     '--test_iteration',
-    default=2,
+    default=decode.test_iteration,
     type=int,
     help='Decode M back-to-back copies of each test sequence and return the '
     'labels of the last copy.',

@@ -53,9 +53,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 from flax import serialization
-from ml_collections import config_dict
 
-from uisrnn_jax import arguments, checkpoint, data, decode, train
+from uisrnn_jax import checkpoint, data, decode, defaults, train
 from uisrnn_jax import model as model_lib
 
 MODEL_FORMAT = 'uisrnn_jax.model'
@@ -230,53 +229,16 @@ def _read_args(
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """The seed's defaults as our config (equal to ``configs/default.py``).
+  """The default config (`uisrnn_jax.defaults`) without its ``data`` group.
 
-  Built from the seed's argument parsers (`uisrnn_jax.arguments`) plus our
-  own fields; the ``configs`` directory is not part of the installed package.
+  `UISRNN` gets its data from ``fit`` and ``predict``, not from files.
 
   Returns:
     A ConfigDict with ``seed`` and the groups ``model``, ``train`` and
     ``decode``.
   """
-  model, training, inference = (
-    vars(parser.parse_args([]))
-    for parser in (
-      arguments.model_parser(),
-      arguments.training_parser(),
-      arguments.inference_parser(),
-    )
-  )
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.model = ml_collections.ConfigDict(
-    {
-      k: model[k]
-      for k in _MODEL_FIELDS
-      if k not in ('transition_bias', 'sigma2')
-    }
-  )
-  config.model.transition_bias = config_dict.placeholder(float)
-  config.model.sigma2 = config_dict.placeholder(float)
-  config.model.crp_alpha_estimator = 'given'
-  config.train = ml_collections.ConfigDict(training)
-  config.train.update(
-    loss='nll',
-    loss_samples=5,
-    bucket=32,
-    log_every=100,
-    checkpoint_every=1000,
-    num_devices=0,
-    steps_per_shard=1000,
-  )
-  config.decode = ml_collections.ConfigDict(inference)
-  config.decode.update(
-    max_speakers=16,
-    speaker_overflow='error',
-    mean_rule='reference',
-    resegment_iterations=0,
-    bucket=64,
-  )
+  config = defaults.get_config()
+  del config['data']
   return config
 
 

@@ -10,7 +10,7 @@ the wrong type, negative sizes, unknown names (``train.loss='nl'``), and
 configs read back from checkpoints.
 
 A new config field must be added to `SCHEMA` (with a default in
-``configs/default.py``).
+`uisrnn_jax.defaults`).
 
 Example::
 
@@ -196,7 +196,7 @@ def validate_config(
 
   Args:
     config: a ConfigDict (or nested mapping) with the groups of
-      ``configs/default.py``.
+      `uisrnn_jax.defaults`.
     required: top-level keys that must be present.
     name: how to call the config in messages (e.g. the checkpoint path).
 
