@@ -77,6 +77,7 @@ from uisrnn_jax import (  # noqa: E402
 REFERENCE_OFFSET = train_speed.REFERENCE_OFFSET
 COLLAR = 0.25
 TURN_TO_DIARIZE = 'spectralcluster 0.2.22, turn-to-diarize (no turn constraint)'
+ICASSP2018 = 'spectralcluster 0.2.22, icassp2018'
 
 
 # Scoring --------------------------------------------------------------------
@@ -252,8 +253,8 @@ def spectral_clusterers() -> dict[str, Callable[[], Any]]:
   ``configs.turntodiarize_auto_tune``) searches later conversations in a
   shrinking range around the earlier conversations' best. The main row
   autotunes each conversation from the configured range, on a copy; the
-  "carried" row keeps one clusterer for the whole split, as the earlier
-  measurements here and in the issue did.
+  "carried" row keeps one clusterer for the whole split, as this benchmark
+  did before.
   """
   from spectralcluster import configs  # noqa: PLC0415
 
@@ -277,9 +278,7 @@ def spectral_clusterers() -> dict[str, Callable[[], Any]]:
     f'{TURN_TO_DIARIZE}, autotune state carried across conversations': (
       lambda: carried
     ),
-    'spectralcluster 0.2.22, icassp2018': (
-      lambda: copy.deepcopy(configs.icassp2018_clusterer)
-    ),
+    ICASSP2018: lambda: copy.deepcopy(configs.icassp2018_clusterer),
   }
 
 
@@ -304,8 +303,8 @@ def print_table(title: str, dataset, rows: list[dict], load_before) -> None:
   n_ref = np.mean([len(set(r.tolist())) for r in dataset.labels])
   print(
     f'\n{title}: {len(dataset.sequences)} conversations, '
-    f'{sum(len(s) for s in dataset.sequences)} windows, {n_ref:.2f} speakers per '
-    f'conversation. DER: pyannote.metrics, collar {COLLAR} s.'
+    f'{sum(len(s) for s in dataset.sequences)} windows, {n_ref:.2f} '
+    f'speakers per conversation. DER: pyannote.metrics, collar {COLLAR} s.'
   )
   print(
     f'Machine: {platform.machine()}, {os.cpu_count()} cores; load average '

@@ -187,7 +187,7 @@ def main(argv=None) -> None:
   load_before = os.getloadavg()
   dev = experiment.load_npz(os.path.join(args.data_dir, 'dev.npz'))
   with tempfile.TemporaryDirectory(prefix='librisim_heldout_') as tmp:
-    held, train_path, train = held_out_split(
+    held, train_path, train_all = held_out_split(
       os.path.join(args.data_dir, 'train.npz'),
       args.held_out,
       args.split_seed,
@@ -196,7 +196,7 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(args.split_seed + 1)
     evaluated = {
       'Simulated from held-out train speakers': simulate(
-        speaker_runs(train, held), args.conversations, rng
+        speaker_runs(train_all, held), args.conversations, rng
       ),
       'Simulated from dev speakers (control)': simulate(
         speaker_runs(dev, {str(s) for x in dev.labels for s in x}),
@@ -215,10 +215,7 @@ def main(argv=None) -> None:
         rows[title].extend(librisim_bench.decode_ours(trained, dataset))
   clusterers = librisim_bench.spectral_clusterers()
   for title, dataset in evaluated.items():
-    for name in (
-      librisim_bench.TURN_TO_DIARIZE,
-      'spectralcluster 0.2.22, icassp2018',
-    ):
+    for name in (librisim_bench.TURN_TO_DIARIZE, librisim_bench.ICASSP2018):
       rows[title].append(
         librisim_bench.run_spectral(name, clusterers[name], dataset)
       )

@@ -1,8 +1,9 @@
 """The default run configuration: the one place where default values live.
 
 The ``model``, ``train`` and ``decode`` groups start from uisrnn 0.1.2's
-argument defaults (``uisrnn/arguments.py``; `uisrnn_jax.arguments` defines
-the same flags, and a test keeps the two equal), followed by our own fields.
+argument defaults (``uisrnn/arguments.py``; the seed-style flags of
+`uisrnn_jax.arguments` take their defaults from here, and a test checks them
+against the seed's values), followed by our own fields.
 ``configs/default.py`` returns this config, and the other config files
 start from it; `uisrnn_jax.compat` builds `UISRNN`'s config from it.
 A new field also needs a check in `uisrnn_jax.config_check.SCHEMA`.
