@@ -6,6 +6,8 @@ with that reason, when it is not installed.
 
 import importlib.util
 import os
+import shutil
+import tempfile
 
 import jax
 import numpy as np
@@ -110,7 +112,10 @@ class DiarizeTest(absltest.TestCase):
     super().setUpClass()
     import soundfile
 
-    cls.dir = absltest.TEST_TMPDIR.value
+    # A directory of its own: nothing may assume that an earlier run (or the
+    # absl default TEST_TMPDIR) left a directory behind.
+    cls.dir = tempfile.mkdtemp(prefix='diarize_test_')
+    cls.addClassCleanup(shutil.rmtree, cls.dir, ignore_errors=True)
     cls.wav = _two_voices()
     cls.duration = len(cls.wav) / SR
     cls.wav_path = os.path.join(cls.dir, 'two voices.wav')
