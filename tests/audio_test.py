@@ -1,13 +1,18 @@
-"""Audio front end: synthetic two-voice recording -> uisrnn-diarize -> RTTM.
+"""Audio front end: speech detection, windows, d-vectors, uisrnn-diarize.
 
-The end-to-end tests need the ``[audio]`` extra (resemblyzer) and are skipped,
-with that reason, when it is not installed.
+Hand-computed cases need nothing but NumPy. The end-to-end tests need the
+``[audio]`` extra (silero-vad, torch, soundfile) and resemblyzer's weights,
+and real speech from ../shared/data/librispeech-samples; each is skipped,
+with that reason, when missing. Set-up (model load, JIT) is shared per class.
 """
 
+import glob
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
+import warnings
 
 import jax
 import numpy as np
@@ -15,45 +20,59 @@ import pytest
 from absl.testing import absltest
 
 from configs import toy
-from uisrnn_jax import audio, checkpoint, experiment, train
+from uisrnn_jax import audio, checkpoint, errors, rttm, train
 
 SR = audio.SAMPLE_RATE
-HAVE_AUDIO_EXTRA = importlib.util.find_spec('resemblyzer') is not None
+# ../shared/data next to the repository (UISRNN_JAX_DATA overrides it).
+DATA = os.environ.get(
+  'UISRNN_JAX_DATA',
+  os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data'
+  ),
+)
+LIBRI = os.path.join(DATA, 'librispeech-samples', 'test-other')
+AMI = os.path.join(DATA, 'ami-excerpts')
+
+
+def _have(module):
+  return importlib.util.find_spec(module) is not None
+
+
+HAVE_AUDIO_EXTRA = all(
+  _have(m) for m in ('silero_vad', 'torch', 'soundfile', 'soxr', 'resemblyzer')
+)
 needs_audio_extra = pytest.mark.skipif(
   not HAVE_AUDIO_EXTRA,
-  reason="resemblyzer not installed (pip install -e '.[audio]')",
+  reason="audio extra missing (pip install -e '.[audio]' && pip install "
+  '--no-deps resemblyzer==0.1.4)',
+)
+needs_librispeech = pytest.mark.skipif(
+  not os.path.isdir(LIBRI), reason=f'real speech not found at {LIBRI}'
 )
 
 
-def _voice(f0, formants, seconds, rng):
-  """A vowel-like harmonic voice with vibrato and a 4 Hz syllable rhythm."""
-  t = np.arange(int(seconds * SR)) / SR
-  f = f0 * (1 + 0.03 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6)))
-  phase = 2 * np.pi * np.cumsum(f) / SR
-  sig = np.zeros_like(t)
-  for k in range(1, int(3800 / f0)):
-    amp = sum(np.exp(-(((k * f0 - fc) / bw) ** 2)) for fc, bw in formants)
-    sig += (amp + 0.05 / k) * np.sin(k * phase)
-  env = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t + rng.uniform(0, 6))
-  return 0.5 * sig * env / np.max(np.abs(sig))
+def librispeech_conversation():
+  """Two real speakers: A 3 s, B 3 s, 2 s silence, A 3 s (16 kHz mono).
+
+  Returns:
+    ``(wav, reference turns)``.
+  """
+  import soundfile
+
+  a1, a2 = sorted(glob.glob(os.path.join(LIBRI, '1688', '*.flac')))[:2]
+  (b1,) = sorted(glob.glob(os.path.join(LIBRI, '2033', '*.flac')))[:1]
+  pieces = [soundfile.read(p, dtype='float32')[0][: 3 * SR] for p in (a1, b1)]
+  pieces += [np.zeros(2 * SR, np.float32)]
+  pieces += [soundfile.read(a2, dtype='float32')[0][: 3 * SR]]
+  reference = (
+    np.array([0.0, 3.0, 8.0]),
+    np.array([3.0, 6.0, 11.0]),
+    ['A', 'B', 'A'],
+  )
+  return np.concatenate(pieces), reference
 
 
-def _two_voices():
-  """Low voice 3 s, high voice 3 s, silence 0.8 s, low voice 2 s."""
-  rng = np.random.default_rng(0)
-  low = dict(f0=110, formants=[(700, 150), (1200, 200), (2500, 300)])
-  high = dict(f0=230, formants=[(400, 120), (2200, 250), (3000, 300)])
-  return np.concatenate(
-    [
-      _voice(**low, seconds=3, rng=rng),
-      _voice(**high, seconds=3, rng=rng),
-      np.zeros(int(0.8 * SR)),
-      _voice(**low, seconds=2, rng=rng),
-    ]
-  ).astype(np.float32)
-
-
-def _tiny_checkpoint(workdir):
+def tiny_checkpoint(workdir):
   """An untrained 256-dim model with given priors (no training needed)."""
   config = toy.get_config()
   config.model.observation_dim = 256
@@ -67,115 +86,298 @@ def _tiny_checkpoint(workdir):
   checkpoint.save_checkpoint(workdir, state, config)
 
 
-class WindowTurnsTest(absltest.TestCase):
-  """Window labels -> turns in the original time line (no extra needed)."""
+def _embedded(regions, speech, windows):
+  """An `audio.Embedded` with ``windows = [(start, end, region)]``."""
+  w = np.array(windows, np.float64).reshape(-1, 3)
+  return audio.Embedded(
+    embeddings=np.zeros((len(w), 256), np.float32),
+    starts=w[:, 0],
+    ends=w[:, 1],
+    region=w[:, 2].astype(np.int64),
+    regions=np.array(regions, np.float64),
+    speech=np.array(speech, np.float64),
+    duration=10.0,
+  )
 
-  def test_turns_are_split_at_dropped_silence(self):
-    # 1 s kept, 1 s dropped, 1 s kept; windows every 0.5 s over 1 s.
-    kept = np.concatenate([np.arange(SR), np.arange(2 * SR, 3 * SR)])
-    embedded = audio.Embedded(
-      embeddings=np.zeros((3, 256), np.float32),
-      starts=np.array([0.0, 0.5, 1.0]),
-      ends=np.array([1.0, 1.5, 2.0]),
-      kept=kept,
-      duration=3.0,
+
+class WindowsAndTurnsTest(absltest.TestCase):
+  """Hand-computed windows and turns (no audio extra needed)."""
+
+  def test_merge_regions(self):
+    regions = np.array([[0.0, 1.0], [1.2, 2.0], [3.0, 4.0], [4.6, 5.0]])
+    np.testing.assert_array_equal(
+      audio.merge_regions(regions, 0.5), [[0, 2], [3, 4], [4.6, 5]]
     )
-    turns = audio.window_turns(embedded, np.array([0, 0, 1]))
-    # In kept time: speaker 0 owns [0, 1.25), speaker 1 [1.25, 2).
+    np.testing.assert_array_equal(audio.merge_regions(regions, 0.0), regions)
+    self.assertEqual(audio.merge_regions(np.zeros((0, 2)), 1).shape, (0, 2))
+
+  def test_partial_windows(self):
+    # 3 s at 2.5 windows/s: frames n = ceil(48001 / 160) = 301, step 40,
+    # starts 0, 40, ..., < 301 - 160 + 40 + 1 = 182 -> 0..160; the last
+    # (160) covers (48000 - 25600) / 25600 = 0.875 >= 0.5 and is kept.
+    firsts = audio.partial_windows(3 * SR, rate=2.5, min_coverage=0.5)
+    np.testing.assert_array_equal(firsts, [0, 40, 80, 120, 160])
+    # With min_coverage 0.9 the last is dropped.
+    firsts = audio.partial_windows(3 * SR, rate=2.5, min_coverage=0.9)
+    np.testing.assert_array_equal(firsts, [0, 40, 80, 120])
+    # A region shorter than one window still gets one (zero-padded).
+    np.testing.assert_array_equal(
+      audio.partial_windows(SR // 2, rate=2.5, min_coverage=0.9), [0]
+    )
+
+  def test_turns_stay_inside_speech(self):
+    # Region 0 = [1, 4) merged from speech [1, 2) and [2.3, 4); region 1 =
+    # [6, 7) alone. Windows: two in region 0, one in region 1.
+    embedded = _embedded(
+      regions=[[1.0, 4.0], [6.0, 7.0]],
+      speech=[[1.0, 2.0], [2.3, 4.0], [6.0, 7.0]],
+      windows=[(1.0, 2.6, 0), (1.4, 3.0, 0), (6.0, 7.0, 1)],
+    )
+    turns = audio.window_turns(embedded, np.array([0, 1, 0]))
+    # Centres 1.8, 2.2 -> boundary 2.0: speaker 0 owns [1, 2), 1 [2, 4),
+    # cut to speech: [2.3, 4); region 1 is speaker 0 throughout.
     np.testing.assert_allclose(
-      turns, [(0.0, 1.0, 0), (2.0, 2.25, 0), (2.25, 3.0, 1)]
+      turns, [(1.0, 2.0, 0), (2.3, 4.0, 1), (6.0, 7.0, 0)]
     )
 
-  def test_without_vad_turns_tile_the_audio(self):
-    embedded = audio.Embedded(
-      embeddings=np.zeros((3, 256), np.float32),
-      starts=np.array([0.0, 0.4, 0.8]),
-      ends=np.array([1.6, 2.0, 2.1]),
-      kept=np.arange(int(2.3 * SR)),  # last window dropped: 0.2 s uncovered
-      duration=2.3,
+  def test_no_turn_spans_non_speech(self):
+    embedded = _embedded(
+      regions=[[0.0, 3.0], [5.0, 6.0]],
+      speech=[[0.0, 3.0], [5.0, 6.0]],
+      windows=[(0.0, 1.6, 0), (0.4, 2.0, 0), (0.8, 2.4, 0), (5.0, 6.0, 1)],
     )
-    turns = audio.window_turns(embedded, np.array([1, 0, 0]))
-    np.testing.assert_allclose(turns, [(0.0, 1.0, 1), (1.0, 2.3, 0)])
+    turns = audio.window_turns(embedded, np.array([2, 2, 2, 2]))
+    np.testing.assert_allclose(turns, [(0.0, 3.0, 2), (5.0, 6.0, 2)])
+    with self.assertRaisesRegex(ValueError, '2 labels for 4 windows'):
+      audio.window_turns(embedded, np.array([0, 1]))
 
-  def test_rttm_text(self):
-    text = audio.rttm_text('my file', [(0.0, 1.5, 0), (1.5, 2.0, 1)])
-    self.assertEqual(
-      text.splitlines()[1],
-      'SPEAKER my_file 1 1.500 0.500 <NA> <NA> spk1 <NA> <NA>',
-    )
+  def test_mel_filters_peak_at_their_centre(self):
+    filters = audio._mel_filters()
+    self.assertEqual(filters.shape, (40, 201))
+    self.assertTrue(np.all(filters >= 0))
+    # Centres rise monotonically; Slaney normalisation: equal area per Hz.
+    peaks = np.argmax(filters, axis=1)
+    self.assertTrue(np.all(np.diff(peaks) >= 0))
+    hz = np.linspace(0, SR / 2, 201)
+    area = filters.sum(axis=1) * (hz[1] - hz[0])
+    np.testing.assert_allclose(area[5:], 1.0, rtol=0.1)
+
+  def test_mel_spectrogram_of_a_tone(self):
+    t = np.arange(SR) / SR
+    mel = audio.mel_spectrogram(np.sin(2 * np.pi * 1000 * t).astype(np.float32))
+    self.assertEqual(mel.shape, (1 + SR // 160, 40))
+    band = int(np.argmax(mel[50]))
+    filters = audio._mel_filters()
+    self.assertEqual(band, int(np.argmax(filters[:, 1000 * 400 // SR])))
+
+  def test_vad_options_are_checked(self):
+    with self.assertRaisesRegex(ValueError, 'threshold'):
+      audio.VadOptions(threshold=1.5)
+    with self.assertRaisesRegex(ValueError, 'min_silence'):
+      audio.VadOptions(min_silence=-1)
 
 
 @needs_audio_extra
+class LoadAudioTest(absltest.TestCase):
+  """Formats, rates, channels and bad files (audio the test makes)."""
+
+  def setUp(self):
+    super().setUp()
+    self.dir = self.create_tempdir().full_path
+    t = np.arange(int(1.5 * 44100)) / 44100
+    self.tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+  def test_any_rate_channels_and_format(self):
+    import soundfile
+
+    stereo = np.stack([self.tone, 0.5 * self.tone], axis=1)
+    for ext, fmt in (('wav', 'WAV'), ('flac', 'FLAC'), ('ogg', 'OGG')):
+      path = os.path.join(self.dir, f'tone.{ext}')
+      soundfile.write(path, stereo, 44100, format=fmt)
+      wav = audio.load_audio(path)
+      self.assertEqual(wav.dtype, np.float32)
+      self.assertAlmostEqual(len(wav) / SR, 1.5, delta=0.02)
+      # Downmixed (mean of channels) and resampled: amplitude 0.225.
+      self.assertAlmostEqual(float(np.max(np.abs(wav[SR // 4 :]))), 0.225, 2)
+
+  def test_bad_files_name_the_file(self):
+    import soundfile
+
+    with self.assertRaisesRegex(errors.InputFileNotFoundError, 'nope.wav'):
+      audio.load_audio(os.path.join(self.dir, 'nope.wav'))
+    corrupt = os.path.join(self.dir, 'corrupt.wav')
+    with open(corrupt, 'wb') as f:
+      f.write(b'RIFF\x00\x00\x00\x00WAVEjunk' + os.urandom(100))
+    with self.assertRaisesRegex(errors.AudioError, 'corrupt.wav'):
+      audio.load_audio(corrupt)
+    empty = os.path.join(self.dir, 'empty.wav')
+    soundfile.write(empty, np.zeros(0, np.float32), SR)
+    with self.assertRaisesRegex(errors.AudioError, 'empty.wav.*zero-length'):
+      audio.load_audio(empty)
+    with self.assertRaisesRegex(errors.AudioError, 'zero-length'):
+      audio.check_audio(empty)
+
+
+@needs_audio_extra
+@needs_librispeech
 class DiarizeTest(absltest.TestCase):
+  """Real speech through VAD, encoder, decoder and uisrnn-diarize."""
+
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
     import soundfile
 
-    # A directory of its own: nothing may assume that an earlier run (or the
-    # absl default TEST_TMPDIR) left a directory behind.
     cls.dir = tempfile.mkdtemp(prefix='diarize_test_')
     cls.addClassCleanup(shutil.rmtree, cls.dir, ignore_errors=True)
-    cls.wav = _two_voices()
+    cls.wav, cls.reference = librispeech_conversation()
     cls.duration = len(cls.wav) / SR
-    cls.wav_path = os.path.join(cls.dir, 'two voices.wav')
-    soundfile.write(cls.wav_path, cls.wav, SR)
-    cls.workdir = os.path.join(cls.dir, 'audio_run')
-    _tiny_checkpoint(cls.workdir)
+    # Stored at 22.05 kHz in stereo: resampling and downmix on the way in.
+    import soxr
 
-  def _rttm(self, *args):
-    out = os.path.join(self.create_tempdir().full_path, 'out.rttm')
+    wav22 = soxr.resample(cls.wav, SR, 22050)
+    cls.wav_path = os.path.join(cls.dir, 'two voices.wav')
+    soundfile.write(cls.wav_path, np.stack([wav22, wav22], 1), 22050)
+    cls.silent_path = os.path.join(cls.dir, 'silent.flac')
+    noise = np.random.default_rng(0).normal(0, 1e-4, 3 * SR)
+    soundfile.write(cls.silent_path, noise.astype(np.float32), SR)
+    cls.workdir = os.path.join(cls.dir, 'audio_run')
+    tiny_checkpoint(cls.workdir)
+    cls.embedded = audio.embed_audio(cls.wav)
+    cls.ref_path = os.path.join(cls.dir, 'ref.rttm')
+    with open(cls.ref_path, 'w') as f:
+      f.write(rttm.turns_text('two_voices', cls.reference))
+      f.write(rttm.turns_text('other_file', ([0.0], [1.0], ['Z'])))
+    cls.uem_path = os.path.join(cls.dir, 'ref.uem')
+    with open(cls.uem_path, 'w') as f:
+      f.write(f'two_voices 1 0 {cls.duration}\nsilent 1 0 3\n')
+
+  def test_speech_regions_find_the_silence(self):
+    speech = self.embedded.speech
+    self.assertGreaterEqual(len(speech), 1)
+    # The 2 s of digital silence [6, 8) is not speech; at least 5 of the 9 s
+    # of read speech (which has its own pauses) is.
+    inside = np.clip(
+      np.minimum(speech[:, 1], 7.8) - np.maximum(speech[:, 0], 6.2), 0, None
+    )
+    self.assertEqual(float(inside.sum()), 0.0)
+    self.assertGreater(float(np.sum(speech[:, 1] - speech[:, 0])), 5.0)
+
+  def test_windows_never_straddle_the_silence(self):
+    e = self.embedded
+    self.assertEqual(e.embeddings.shape[1], 256)
+    np.testing.assert_allclose(np.linalg.norm(e.embeddings, axis=1), 1, 1e-5)
+    straddle = (e.starts < 6.5) & (e.ends > 7.5)
+    self.assertFalse(np.any(straddle))
+    for r, (a, b) in enumerate(e.regions):
+      mine = e.region == r
+      self.assertTrue(np.all(e.starts[mine] >= a - 1e-9))
+      self.assertTrue(np.all(e.ends[mine] <= b + 1e-9))
+
+  def test_embeddings_separate_the_two_speakers(self):
+    e = self.embedded
+    centres = (e.starts + e.ends) / 2
+    first_a = e.embeddings[centres < 2.5].mean(0)
+    b = e.embeddings[(centres > 3.5) & (centres < 5.5)].mean(0)
+    second_a = e.embeddings[centres > 8.5].mean(0)
+    cos = lambda x, y: x @ y / np.linalg.norm(x) / np.linalg.norm(y)  # noqa: E731
+    self.assertGreater(cos(first_a, second_a), cos(first_a, b) + 0.1)
+
+  def test_diarize_returns_an_annotation_in_original_time(self):
+    timings = {}
+    annotation = audio.diarize(self.wav_path, self.workdir, timings=timings)
+    self.assertEqual(annotation.uri, 'two_voices')
+    self.assertEqual(set(timings), {'load', 'vad', 'encoder', 'decode'})
+    segments = list(annotation.itersegments())
+    self.assertNotEmpty(segments)
+    self.assertFalse(any(s.start < 7.5 and s.end > 6.5 for s in segments))
+    self.assertLessEqual(segments[-1].end, self.duration + 1e-3)
+    self.assertTrue(
+      all(label.startswith('spk') for label in annotation.labels())
+    )
+
+  def test_cli_writes_per_file_rttm_and_scores(self):
+    out = os.path.join(self.create_tempdir().full_path, 'out')
+    report = os.path.join(self.dir, 'report.json')
     status = audio.main(
-      [self.wav_path, f'--workdir={self.workdir}', f'--output={out}', *args]
+      [
+        self.wav_path,
+        self.silent_path,
+        f'--workdir={self.workdir}',
+        f'--output={out}',
+        f'--reference={self.ref_path}',
+        f'--uem={self.uem_path}',
+        f'--report={report}',
+      ]
     )
     self.assertEqual(status, 0)
-    with open(out) as f:
-      turns = experiment.parse_rttm(f.read())
-    self.assertEqual(list(turns), ['two_voices'])  # file id from the name
-    return turns['two_voices']
-
-  def test_cli_without_vad_covers_the_whole_recording(self):
-    onsets, offsets, speakers = self._rttm('--novad')
-    self.assertAlmostEqual(onsets[0], 0.0, places=3)
-    np.testing.assert_allclose(onsets[1:], offsets[:-1], atol=1.5e-3)
-    self.assertAlmostEqual(offsets[-1], self.duration, places=3)
-    self.assertTrue(all(s.startswith('spk') for s in speakers))
-
-  def test_cli_with_vad_leaves_out_the_silence(self):
-    onsets, offsets, _ = self._rttm()  # VAD on by default
-    self.assertTrue(np.all(np.diff(onsets) > 0))
-    self.assertTrue(np.all(offsets[:-1] <= onsets[1:] + 1e-3))
-    self.assertGreaterEqual(onsets[0], 0.0)
-    self.assertLessEqual(offsets[-1], self.duration + 1e-3)
-    # The voices (8 s) are kept, the middle of the 0.8 s silence is not.
-    self.assertGreater(np.sum(offsets - onsets), 7.5)
-    self.assertFalse(np.any((onsets <= 6.4) & (offsets >= 6.4)))
-
-  def test_embeddings_separate_the_two_voices(self):
-    embedded = audio.embed_audio(self.wav, vad=False)
-    self.assertEqual(embedded.embeddings.shape[1], 256)
-    np.testing.assert_allclose(np.diff(embedded.starts), 0.4, atol=1e-9)
-    self.assertAlmostEqual(embedded.ends[-1], self.duration)
-    e = embedded.embeddings
-    centres = (embedded.starts + embedded.ends) / 2
-    low = e[centres < 2.2].mean(0)
-    high = e[(centres > 3.8) & (centres < 5.2)].mean(0)
-    last = e[centres > 7.4].mean(0)
-    cos = lambda a, b: a @ b / np.linalg.norm(a) / np.linalg.norm(b)  # noqa: E731
-    self.assertGreater(cos(low, last), cos(low, high) + 0.2)
-
-  def test_formats_and_errors(self):
-    import soundfile
-
-    for fmt in ('FLAC', 'MP3'):
-      path = os.path.join(self.dir, f'short.{fmt.lower()}')
-      soundfile.write(path, self.wav[: 2 * SR], SR, format=fmt)
-      self.assertAlmostEqual(len(audio.load_audio(path)) / SR, 2.0, delta=0.1)
     self.assertEqual(
-      audio.main(['missing.wav', f'--workdir={self.workdir}']), 1
+      sorted(os.listdir(out)), ['silent.rttm', 'two_voices.rttm']
     )
-    with self.assertRaisesRegex(ValueError, 'rate'):
-      audio.embed_audio(self.wav, rate=0.1)
+    with open(os.path.join(out, 'silent.rttm')) as f:
+      self.assertEqual(f.read(), '')  # no speech: empty, not an error
+    turns = rttm.read_rttm(os.path.join(out, 'two_voices.rttm'))
+    self.assertEqual(list(turns), ['two_voices'])
+    with open(report) as f:
+      scores = json.load(f)
+    self.assertEqual(
+      [r['name'] for r in scores['rows']], ['two_voices', 'silent']
+    )
+    row = scores['rows'][0]
+    # 9 s of reference speech less the +-0.25 s collars inside it:
+    # [0, .25], [2.75, 3.25], [5.75, 6], [8, 8.25],
+    # [10.75, 11] = 1.5 s. DER parts add up; JER in [0, 1].
+    self.assertAlmostEqual(row['scored'], 9.0 - 1.5, places=3)
+    self.assertAlmostEqual(
+      row['der'] * row['scored'],
+      row['missed'] + row['false_alarm'] + row['confusion'],
+      places=6,
+    )
+    self.assertBetween(row['jer'], 0.0, 1.0)
+
+  def test_no_speech_warns(self):
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter('always')
+      annotation = audio.diarize(self.silent_path, self.workdir)
+    self.assertEmpty(annotation)
+    self.assertTrue(any('no speech' in str(w.message) for w in caught))
+
+  def test_bad_inputs_fail_before_anything_is_written(self):
+    out = self.create_tempdir().full_path
+    corrupt = os.path.join(self.dir, 'corrupt.wav')
+    with open(corrupt, 'wb') as f:
+      f.write(b'not audio at all')
+    for argv in (
+      [self.wav_path, os.path.join(self.dir, 'missing.wav')],
+      [self.wav_path, corrupt],
+      [self.wav_path, f'--reference={self.wav_path}'],  # not an RTTM
+      [self.wav_path, '--report=r.txt', f'--reference={self.ref_path}'],
+      [self.silent_path, f'--reference={self.ref_path}'],  # silent not in it
+    ):
+      with self.subTest(argv=argv[1:]):
+        status = audio.main(
+          argv + [f'--workdir={self.workdir}', f'--output={out}']
+        )
+        self.assertEqual(status, 1)
+        self.assertEmpty(os.listdir(out))
+
+
+@needs_audio_extra
+@pytest.mark.skipif(not os.path.isdir(AMI), reason=f'no AMI excerpts at {AMI}')
+class AmiSpeechDetectionTest(absltest.TestCase):
+  """silero-vad on a real meeting: most reference speech is found."""
+
+  def test_dev01_speech_matches_the_reference(self):
+    wav = audio.load_audio(os.path.join(AMI, 'dev01.wav'))
+    speech = audio.speech_regions(wav)
+    ref = rttm.read_rttm(os.path.join(AMI, 'development.rttm'))['dev01']
+    grid = np.arange(0, 30, 0.01) + 0.005
+    in_ref = np.any((grid[:, None] >= ref[0]) & (grid[:, None] < ref[1]), 1)
+    in_hyp = np.any(
+      (grid[:, None] >= speech[:, 0]) & (grid[:, None] < speech[:, 1]), 1
+    )
+    # dev01 is about half speech; detection agrees on >= 85 % of the time.
+    self.assertGreater(np.mean(in_ref == in_hyp), 0.85)
 
 
 if __name__ == '__main__':

@@ -127,6 +127,79 @@ def _two_conversation_dataset(with_turns=True, with_times=True):
 PREDICTED = [np.array([0, 0, 0, 1, 1]), np.array([0, 1, 2, 2])]
 
 
+class JerTest(absltest.TestCase):
+  def test_hand_computed(self):
+    # A [0, 10), B [10, 20); hypothesis x [0, 12), y [12, 20): A -> x with
+    # union 12, false alarm 2 -> 1/6; B -> y with union 10, miss 2 -> 0.2.
+    parts = evaluation.der(
+      _seg((0, 10, 'A'), (10, 20, 'B')),
+      _seg((0, 12, 'x'), (12, 20, 'y')),
+      collar=0.0,
+    )
+    self.assertAlmostEqual(parts['jer'], (1 / 6 + 0.2) / 2)
+    self.assertEqual(parts['jer_speakers'], 2)
+    # DER of the same: 2 s confused over 20 s.
+    self.assertAlmostEqual(parts['der'], 0.1)
+
+  def test_unmatched_speaker_counts_fully_and_report_accumulates(self):
+    # One hypothesis speaker for two reference speakers: B unmatched -> 1.
+    parts = evaluation.der(
+      _seg((0, 10, 'A'), (10, 20, 'B')), _seg((0, 20, 'x')), collar=0.0
+    )
+    self.assertAlmostEqual(parts['jer'], (0.5 + 1.0) / 2)
+    rows = [
+      evaluation.ConversationResult(
+        name=n,
+        num_frames=0,
+        accuracy=1.0,
+        der=0.0,
+        confusion=0.0,
+        missed=0.0,
+        false_alarm=0.0,
+        scored=1.0,
+        num_reference=k,
+        num_predicted=k,
+        jer=j,
+        jer_speakers=k,
+      )  # fmt: skip
+      for n, j, k in (('a', 0.75, 2), ('b', 0.0, 1))
+    ]
+    report = evaluation.Report.from_rows(
+      rows, collar=0.0, skip_overlap=False, timed=True
+    )
+    self.assertAlmostEqual(report.jer, 1.5 / 3)  # per speaker, not per file
+
+
+class ScoreAnnotationsTest(absltest.TestCase):
+  def test_uem_limits_scoring_and_report_files(self):
+    from uisrnn_jax import rttm
+
+    ref = {'f': rttm.annotation(([0.0, 10.0], [10.0, 20.0], ['A', 'B']), 'f')}
+    hyp = {'f': rttm.annotation(([0.0, 12.0], [12.0, 30.0], [0, 1]), 'f')}
+    report = evaluation.score_annotations(
+      ref, hyp, uems={'f': np.array([[0.0, 20.0]])}, collar=0.0
+    )
+    (row,) = report.rows
+    # Inside the UEM: 2 s confused of 20 s; [20, 30) is not scored.
+    self.assertAlmostEqual(row.der, 0.1)
+    self.assertAlmostEqual(row.false_alarm, 0.0)
+    self.assertAlmostEqual(row.jer, (1 / 6 + 0.2) / 2)
+    self.assertEqual((row.num_reference, row.num_predicted), (2, 2))
+    no_uem = evaluation.score_annotations(ref, hyp, collar=0.0)
+    self.assertAlmostEqual(no_uem.rows[0].false_alarm, 10.0)
+    d = self.create_tempdir().full_path
+    report.write(os.path.join(d, 'r.csv'))
+    with open(os.path.join(d, 'r.csv')) as f:
+      lines = f.read().splitlines()
+    self.assertLen(lines, 3)  # header, f, total
+    self.assertTrue(lines[1].startswith('f,'))
+    self.assertTrue(lines[2].startswith('total,'))
+    with self.assertRaisesRegex(ValueError, 'csv or .json'):
+      report.write(os.path.join(d, 'r.txt'))
+    with self.assertRaisesRegex(ValueError, 'no reference'):
+      evaluation.score_annotations({}, hyp)
+
+
 class EvaluateTest(parameterized.TestCase):
   def test_hand_computed_totals_with_exact_turns(self):
     report = evaluation.evaluate(

@@ -10,7 +10,7 @@ from absl.testing import absltest
 from jax_testing import run_python
 
 from configs import toy
-from uisrnn_jax import checkpoint, errors, evals, experiment, train
+from uisrnn_jax import checkpoint, errors, evals, experiment, rttm, train
 
 DIM = 4
 
@@ -121,6 +121,7 @@ class InferScriptTest(absltest.TestCase):
     report = evaluation.evaluate(data, pieces, collar=0.25)
     stdout = proc.stdout
     self.assertIn(f'DER: {report.der:.4f}', stdout)
+    self.assertIn(f'JER: {report.jer:.4f}', stdout)
     self.assertIn(f'accuracy: {report.accuracy:.4f} over 2 sequences', stdout)
     self.assertIn(
       f'speaker-count error: {report.speaker_count_error:.3f}', stdout
@@ -128,10 +129,10 @@ class InferScriptTest(absltest.TestCase):
     self.assertLen(re.findall(r'^a_[01] ', stdout, re.M), 2)  # table rows
     # RTTM: turns of each conversation tile [0, last window end].
     with open(os.path.join(self.dir, 'pred.rttm')) as f:
-      rttm = experiment.parse_rttm(f.read())
-    self.assertEqual(sorted(rttm), ['a_0', 'a_1'])
+      turns = rttm.parse_rttm(f.read())
+    self.assertEqual(sorted(turns), ['a_0', 'a_1'])
     for c, name in enumerate(['a_0', 'a_1']):
-      onsets, offsets_, _ = rttm[name]
+      onsets, offsets_, _ = turns[name]
       self.assertAlmostEqual(onsets[0], 0.0)
       np.testing.assert_allclose(onsets[1:], offsets_[:-1], atol=2e-3)
       self.assertAlmostEqual(offsets_[-1], data.ends[c][-1], places=3)

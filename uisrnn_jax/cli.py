@@ -151,6 +151,7 @@ def _print_report(dataset_reports: list, accuracy_only: list) -> None:
       f'DER: {report.der:.4f} (pyannote.metrics, accumulated over '
       f'conversations; {how}; overlap {overlap})'
     )
+    print(f'JER: {report.jer:.4f} (pyannote.metrics, same settings)')
     print(
       f'speaker-count error: {report.speaker_count_error:.3f} (mean '
       f'|#predicted - #reference|; signed {report.speaker_count_bias:+.3f})'

@@ -81,7 +81,12 @@ class InputFileNotFoundError(DataFormatError, FileNotFoundError):
   """An input file does not exist."""
 
 
+class AudioError(DataFormatError):
+  """An audio file cannot be decoded or has no samples (names the file)."""
+
+
 __all__ = [
+  'AudioError',
   'CheckpointError',
   'ConfigError',
   'DataFormatError',

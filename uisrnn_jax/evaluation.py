@@ -173,8 +173,9 @@ def der(
     uri: conversation name recorded in the metric.
 
   Returns:
-    ``{'der', 'confusion', 'missed', 'false_alarm', 'total'}``: the rate and
-    its components in seconds (``total`` is the scored reference speech).
+    ``{'der', 'confusion', 'missed', 'false_alarm', 'total', 'jer',
+    'jer_speakers'}``: the rate and its components in seconds (``total`` is
+    the scored reference speech), and `jer` under the same settings.
   """
   _, segment_cls, timeline_cls, _ = _import_pyannote()
   if metric is None:
@@ -190,7 +191,53 @@ def der(
     'missed': float(parts['missed detection']),
     'false_alarm': float(parts['false alarm']),
     'total': float(parts['total']),
+    **jer(
+      ref, hyp, uem, collar=metric.collar, skip_overlap=metric.skip_overlap
+    ),
   }
+
+
+def jer(
+  reference: Any,
+  hypothesis: Any,
+  uem: Any = None,
+  *,
+  collar: float = DEFAULT_COLLAR,
+  skip_overlap: bool = False,
+) -> dict[str, float]:
+  """Jaccard error rate (DIHARD II) of one conversation, pyannote.metrics.
+
+  Args:
+    reference, hypothesis: ``pyannote.core.Annotation``.
+    uem: the scored ``Timeline`` (None: the extent of both annotations).
+    collar, skip_overlap: as for DER.
+
+  Returns:
+    ``{'jer', 'jer_speakers'}``: the mean per-reference-speaker Jaccard
+    error and the number of reference speakers it is averaged over (JER of
+    a conversation without reference speech is 0 over 0 speakers).
+  """
+  from pyannote.metrics.diarization import JaccardErrorRate
+
+  metric = JaccardErrorRate(collar=collar, skip_overlap=skip_overlap)
+  if uem is None:
+    uem = _extent(reference, hypothesis)
+  parts = metric(reference, hypothesis, uem=uem, detailed=True)
+  speakers = int(parts['speaker count'])
+  return {
+    'jer': float(parts['jaccard error rate']) if speakers else 0.0,
+    'jer_speakers': speakers,
+  }
+
+
+def _extent(reference: Any, hypothesis: Any) -> Any:
+  _, segment_cls, timeline_cls, _ = _import_pyannote()
+  end = max(
+    [0.0]
+    + [s.end for s in reference.get_timeline()]
+    + [s.end for s in hypothesis.get_timeline()]
+  )
+  return timeline_cls([segment_cls(0.0, end)], uri=reference.uri)
 
 
 def speaker_count_error(reference: Any, predicted: Any) -> int:
@@ -219,6 +266,8 @@ class ConversationResult:
   scored: float
   num_reference: int
   num_predicted: int
+  jer: float = math.nan
+  jer_speakers: int = 0
 
   @property
   def speaker_count_error(self) -> int:
@@ -235,7 +284,7 @@ class Report:
     accuracy: mean frame accuracy over conversations.
     speaker_count_error: mean ``|#predicted - #reference|``.
     speaker_count_bias: mean ``#predicted - #reference`` (signed).
-    collar, skip_overlap: the DER settings used.
+    collar, skip_overlap: the DER (and JER) settings used.
     timed: False when the dataset had no window times (DER in frame units,
       no collar).
   """
@@ -248,6 +297,18 @@ class Report:
   collar: float
   skip_overlap: bool
   timed: bool
+
+  @property
+  def jer(self) -> float:
+    """Accumulated JER: sum of per-speaker JERs / number of speakers.
+
+    pyannote's accumulated ``JaccardErrorRate`` (every reference speaker of
+    every conversation weighs the same); NaN when no row has a JER.
+    """
+    speakers = sum(r.jer_speakers for r in self.rows)
+    if speakers == 0:
+      return math.nan
+    return sum(r.jer * r.jer_speakers for r in self.rows) / speakers
 
   @classmethod
   def from_rows(
@@ -279,10 +340,11 @@ class Report:
 
   def summary(self) -> str:
     """One line with the totals."""
+    jer = '' if math.isnan(self.jer) else f' | JER {self.jer:.4f}'
     return (
       f'DER {self.der:.4f} (collar {self.collar:g} s'
       f'{", overlap skipped" if self.skip_overlap else ""}'
-      f'{"" if self.timed else ", frame units"}) | accuracy '
+      f'{"" if self.timed else ", frame units"}){jer} | accuracy '
       f'{self.accuracy:.4f} | speaker-count error '
       f'{self.speaker_count_error:.3f} (signed {self.speaker_count_bias:+.3f})'
       f' | {len(self.rows)} conversations'
@@ -294,6 +356,7 @@ class Report:
     width = max([len('conversation')] + [len(r.name) for r in self.rows])
     head = (
       f'{"conversation":<{width}} {"frames":>6} {"acc":>6} {"DER":>6} '
+      f'{"JER":>6} '
       f'{"conf":>7} {"miss":>7} {"fa":>7} {"scored":>8} {"ref":>3} '
       f'{"pred":>4} {"|err|":>5}'
     )
@@ -301,7 +364,7 @@ class Report:
     for r in self.rows:
       lines.append(
         f'{r.name:<{width}} {r.num_frames:>6d} {r.accuracy:>6.3f} '
-        f'{r.der:>6.3f} {r.confusion:>7.2f} {r.missed:>7.2f} '
+        f'{r.der:>6.3f} {r.jer:>6.3f} {r.confusion:>7.2f} {r.missed:>7.2f} '
         f'{r.false_alarm:>7.2f} {r.scored:>7.1f}{unit:<1} '
         f'{r.num_reference:>3d} {r.num_predicted:>4d} '
         f'{r.speaker_count_error:>5d}'
@@ -309,7 +372,7 @@ class Report:
     lines.append('-' * len(head))
     lines.append(
       f'{"total":<{width}} {sum(r.num_frames for r in self.rows):>6d} '
-      f'{self.accuracy:>6.3f} {self.der:>6.3f} '
+      f'{self.accuracy:>6.3f} {self.der:>6.3f} {self.jer:>6.3f} '
       f'{sum(r.confusion for r in self.rows):>7.2f} '
       f'{sum(r.missed for r in self.rows):>7.2f} '
       f'{sum(r.false_alarm for r in self.rows):>7.2f} '
@@ -322,15 +385,56 @@ class Report:
       else 'in frames, no collar'
     )
     lines.append(
-      '(acc: mean over conversations; DER: accumulated over conversations, '
+      '(acc: mean over conversations; DER, JER: accumulated over '
+      'conversations, '
       f'{how}; |err|: speaker-count error, mean in the total row)'
     )
     return '\n'.join(lines)
+
+  def write(self, path: str) -> None:
+    """Writes the rows and totals as ``.json`` (`to_dict`) or ``.csv``.
+
+    The CSV has one row per conversation and a last row ``total``.
+
+    Raises:
+      ValueError: another extension.
+    """
+    import csv
+    import io
+    import json
+
+    from uisrnn_jax import checkpoint
+
+    if path.endswith('.json'):
+      text = json.dumps(self.to_dict(), indent=1)
+    elif path.endswith('.csv'):
+      rows = self.to_dict()['rows']
+      fields = list(rows[0]) if rows else ['name']
+      buf = io.StringIO()
+      writer = csv.DictWriter(buf, fieldnames=fields, lineterminator='\n')
+      writer.writeheader()
+      writer.writerows(rows)
+      total = {k: '' for k in fields}
+      total.update(
+        name='total',
+        der=self.der,
+        jer=self.jer,
+        accuracy=self.accuracy,
+        speaker_count_error=self.speaker_count_error,
+      )
+      for key in ('confusion', 'missed', 'false_alarm', 'scored'):
+        total[key] = sum(getattr(r, key) for r in self.rows)
+      writer.writerow({k: total[k] for k in fields})
+      text = buf.getvalue()
+    else:
+      raise ValueError(f'--report must end in .csv or .json, got {path}')
+    checkpoint.atomic_write(path, text.encode())
 
   def to_dict(self) -> dict[str, Any]:
     """JSON-friendly totals and rows."""
     return {
       'der': self.der,
+      'jer': self.jer,
       'accuracy': self.accuracy,
       'speaker_count_error': self.speaker_count_error,
       'speaker_count_bias': self.speaker_count_bias,
@@ -435,6 +539,8 @@ def evaluate(
         scored=parts['total'],
         num_reference=num_ref,
         num_predicted=len(np.unique(hyp)),
+        jer=parts['jer'],
+        jer_speakers=parts['jer_speakers'],
       )
     )
   report = Report.from_rows(
@@ -462,4 +568,66 @@ def combine(reports: Sequence[Report]) -> Report:
   rows = [row for r in reports for row in r.rows]
   return Report.from_rows(
     rows, collar=collar, skip_overlap=skip_overlap, timed=timed
+  )
+
+
+def score_annotations(
+  references: dict[str, Any],
+  hypotheses: dict[str, Any],
+  *,
+  uems: dict[str, np.ndarray] | None = None,
+  collar: float = 0.5,
+  skip_overlap: bool = False,
+) -> Report:
+  """DER (and parts), JER and speaker count of Annotations, per file.
+
+  Args:
+    references: ``{uri: pyannote.core.Annotation}`` (e.g. from
+      `rttm.read_annotations`); must hold every uri of ``hypotheses``.
+    hypotheses: ``{uri: Annotation}``, scored in this order.
+    uems: ``{uri: float[K, 2]}`` scored regions (`rttm.read_uem`); a file
+      missing from it (or no UEM at all) is scored over the extent of its
+      reference and hypothesis.
+    collar: seconds removed around reference boundaries, total width
+      (0.5 = +-0.25 s, the usual AMI setting).
+    skip_overlap: do not score overlapping reference speech.
+
+  Returns:
+    A `Report` (``accuracy`` is NaN and ``num_frames`` 0: there are no
+    reference windows).
+
+  Raises:
+    ValueError: a hypothesis without a reference.
+  """
+  from uisrnn_jax import rttm
+
+  missing = sorted(set(hypotheses) - set(references))
+  if missing:
+    raise ValueError(f'no reference for {missing}')
+  metric = make_metric(collar=collar, skip_overlap=skip_overlap)
+  rows = []
+  for uri, hyp in hypotheses.items():
+    ref = references[uri]
+    if uems is not None and uri in uems:
+      uem = rttm.timeline(uems[uri], uri)
+    else:
+      uem = _extent(ref, hyp)
+    parts = metric(ref, hyp, uem=uem, detailed=True)
+    rows.append(
+      ConversationResult(
+        name=uri,
+        num_frames=0,
+        accuracy=math.nan,
+        der=float(parts['diarization error rate']),
+        confusion=float(parts['confusion']),
+        missed=float(parts['missed detection']),
+        false_alarm=float(parts['false alarm']),
+        scored=float(parts['total']),
+        num_reference=len(ref.crop(uem).labels()),
+        num_predicted=len(hyp.crop(uem).labels()),
+        **jer(ref, hyp, uem, collar=collar, skip_overlap=skip_overlap),
+      )
+    )
+  return Report.from_rows(
+    rows, collar=collar, skip_overlap=skip_overlap, timed=True
   )

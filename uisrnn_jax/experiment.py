@@ -19,6 +19,7 @@ from absl import logging
 
 from uisrnn_jax import checkpoint, config_check, decode, evals, parallel, toy
 from uisrnn_jax import data as data_lib
+from uisrnn_jax import rttm as rttm_lib
 from uisrnn_jax import train as train_lib
 from uisrnn_jax.errors import (
   ConfigError,
@@ -450,70 +451,10 @@ def write_predictions(
   checkpoint.atomic_write(path, payload)
   if dataset.starts is not None and dataset.ends is not None:
     rttm = os.path.splitext(path)[0] + '.rttm'
-    checkpoint.atomic_write(rttm, rttm_text(dataset, predicted).encode())
-
-
-def rttm_text(dataset: Dataset, predicted: list[np.ndarray]) -> str:
-  """RTTM speaker turns from per-window labels.
-
-  Windows become turns by `evaluation.frames_to_segments` (consecutive
-  windows with one label form a turn; a boundary between windows lies
-  halfway between their centres), the same rule DER is computed with. The
-  file id is the conversation id (whitespace replaced by ``_``) or
-  ``seq<c>``; speakers are ``spk<label>``.
-  """
-  from uisrnn_jax import evaluation
-
-  lines = []
-  for c, labels in enumerate(predicted):
-    name = dataset.ids[c] if dataset.ids else f'seq{c}'
-    name = '_'.join(str(name).split()) or f'seq{c}'
-    segments = evaluation.frames_to_segments(
-      dataset.starts[c], dataset.ends[c], np.asarray(labels)
+    text = rttm_lib.predictions_text(
+      dataset.ids, dataset.starts, dataset.ends, predicted
     )
-    for onset, offset, label in zip(*segments):
-      lines.append(
-        f'SPEAKER {name} 1 {onset:.3f} {offset - onset:.3f} <NA> <NA> '
-        f'spk{label} <NA> <NA>'
-      )
-  return '\n'.join(lines) + '\n'
-
-
-def parse_rttm(text: str) -> dict[str, tuple[np.ndarray, np.ndarray, list]]:
-  """Reads RTTM ``SPEAKER`` lines into turns per file id.
-
-  Args:
-    text: RTTM contents (other record types and blank lines are skipped).
-
-  Returns:
-    ``{file_id: (onsets float64[T], offsets float64[T], speakers list[T])}``
-    in file order.
-
-  Raises:
-    ValueError: a ``SPEAKER`` line with fewer than 8 fields or a
-      non-numeric or negative time.
-  """
-  out: dict[str, list[list[Any]]] = {}
-  for number, line in enumerate(text.splitlines(), 1):
-    fields = line.split()
-    if not fields or fields[0] != 'SPEAKER':
-      continue
-    if len(fields) < 8:
-      raise ValueError(f'RTTM line {number}: expected >= 8 fields: {line!r}')
-    try:
-      onset, duration = float(fields[3]), float(fields[4])
-    except ValueError as e:
-      raise ValueError(f'RTTM line {number}: bad time in {line!r}') from e
-    if not (onset >= 0 and duration >= 0):
-      raise ValueError(f'RTTM line {number}: negative time in {line!r}')
-    turns = out.setdefault(fields[1], [[], [], []])
-    turns[0].append(onset)
-    turns[1].append(onset + duration)
-    turns[2].append(fields[7])
-  return {
-    name: (np.array(a, np.float64), np.array(b, np.float64), spk)
-    for name, (a, b, spk) in out.items()
-  }
+    checkpoint.atomic_write(rttm, text.encode())
 
 
 def input_files(spec: str) -> list[str]:
