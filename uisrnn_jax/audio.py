@@ -512,10 +512,49 @@ def embed_audio(
     regions = merge_regions(speech, vad.merge_gap)
   timings['vad'] = time.perf_counter() - tic
   tic = time.perf_counter()
-  wav = normalize_volume(wav)
-  mels, starts, ends, region = [], [], [], []
+  embedded = embed_regions(
+    wav,
+    regions,
+    speech=speech,
+    rate=rate,
+    min_coverage=min_coverage,
+    device=device,
+  )
+  timings['encoder'] = time.perf_counter() - tic
+  embedded.timings = timings
+  return embedded
+
+
+def embed_regions(
+  wav: np.ndarray,
+  regions: np.ndarray,
+  *,
+  speech: np.ndarray | None = None,
+  rate: float = DEFAULT_RATE,
+  min_coverage: float = DEFAULT_MIN_COVERAGE,
+  device: str = 'cpu',
+  batch_windows: int = 256,
+) -> Embedded:
+  """d-vectors of 1.6 s windows cut from each of ``regions`` on its own.
+
+  Args:
+    wav: float32 mono samples at 16 kHz (volume is normalised here).
+    regions: float[R, 2] sorted, disjoint spans in seconds.
+    speech: the labelled time (default: ``regions``).
+    rate, min_coverage, device: see `embed_audio`.
+    batch_windows: mel windows held before they are embedded (memory).
+
+  Returns:
+    An `Embedded` (``timings`` empty).
+  """
+  _check_rate(rate, min_coverage)
+  regions = np.asarray(regions, np.float64).reshape(-1, 2)
+  wav = normalize_volume(np.asarray(wav, np.float32))
+  encoder = voice_encoder(device) if len(regions) else None
+  pending, embedded = [], []
+  starts, ends, region = [], [], []
   for r, (a, b) in enumerate(regions):
-    lo, hi = round(a * SAMPLE_RATE), round(b * SAMPLE_RATE)
+    lo, hi = round(a * SAMPLE_RATE), min(round(b * SAMPLE_RATE), len(wav))
     if hi <= lo:
       continue
     firsts = partial_windows(hi - lo, rate=rate, min_coverage=min_coverage)
@@ -523,29 +562,31 @@ def embed_audio(
     piece = np.zeros(max(stop, hi - lo), np.float32)
     piece[: hi - lo] = wav[lo:hi]
     mel = mel_spectrogram(piece)
-    mels.append(mel[firsts[:, None] + np.arange(_PARTIAL_FRAMES)[None, :]])
+    pending.append(mel[firsts[:, None] + np.arange(_PARTIAL_FRAMES)[None, :]])
     starts.append(a + firsts * _HOP / SAMPLE_RATE)
     ends.append(
       np.minimum(a + (firsts + _PARTIAL_FRAMES) * _HOP / SAMPLE_RATE, b)
     )
     region.append(np.full(len(firsts), r, np.int64))
-  if mels:
-    embeddings = voice_encoder(device).embed(np.concatenate(mels))
-  else:
-    embeddings = np.zeros((0, _HIDDEN), np.float32)
-  timings['encoder'] = time.perf_counter() - tic
-  cat = lambda xs, dtype: (  # noqa: E731
-    np.concatenate(xs).astype(dtype) if xs else np.zeros(0, dtype)
-  )
+    if sum(len(m) for m in pending) >= batch_windows:
+      embedded.append(encoder.embed(np.concatenate(pending)))
+      pending = []
+  if pending:
+    embedded.append(encoder.embed(np.concatenate(pending)))
+
+  def cat(xs, dtype):
+    return np.concatenate(xs).astype(dtype) if xs else np.zeros(0, dtype)
+
   return Embedded(
-    embeddings=embeddings,
+    embeddings=np.concatenate(embedded)
+    if embedded
+    else np.zeros((0, _HIDDEN), np.float32),
     starts=cat(starts, np.float64),
     ends=cat(ends, np.float64),
     region=cat(region, np.int64),
     regions=regions,
-    speech=speech,
-    duration=duration,
-    timings=timings,
+    speech=regions if speech is None else np.asarray(speech, np.float64),
+    duration=len(wav) / SAMPLE_RATE,
   )
 
 
