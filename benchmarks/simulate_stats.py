@@ -58,13 +58,13 @@ def statistics(
   num_turns: np.ndarray,
 ) -> dict[str, float]:
   """Corpus statistics from window labels and reference turns."""
-  ks = np.array([len(set(l.tolist())) for l in labels])
-  changes = sum(int(np.sum(l[1:] != l[:-1])) for l in labels)
-  pairs = sum(len(l) - 1 for l in labels)
+  ks = np.array([len(set(lab.tolist())) for lab in labels])
+  changes = sum(int(np.sum(lab[1:] != lab[:-1])) for lab in labels)
+  pairs = sum(len(lab) - 1 for lab in labels)
   runs = []
-  for l in labels:
-    cut = np.flatnonzero(l[1:] != l[:-1]) + 1
-    runs.append(np.diff(np.concatenate([[0], cut, [len(l)]])))
+  for lab in labels:
+    cut = np.flatnonzero(lab[1:] != lab[:-1]) + 1
+    runs.append(np.diff(np.concatenate([[0], cut, [len(lab)]])))
   runs = np.concatenate(runs)
   return {
     'conversations': len(labels),
@@ -75,7 +75,7 @@ def statistics(
     'duration s': durations.mean(),
     'duration min s': durations.min(),
     'duration max s': durations.max(),
-    'rows/conv': np.mean([len(l) for l in labels]),
+    'rows/conv': np.mean([len(lab) for lab in labels]),
     'turns/conv': num_turns.mean(),
     'turn s': turn_lengths.mean(),
     'turn s median': np.median(turn_lengths),

@@ -610,9 +610,14 @@ def plan_conversation(
       chosen.append(group[rng.integers(len(group))])
   target = _ms(options.duration.sample(rng))
   left_min = _ms(options.min_remaining)
-  force_at = max(_ms(options.turn_length.mean), left_min)
+  # A waiting speaker is let in early once the time left would hardly hold
+  # one typical turn (and pause) per waiting speaker.
+  force_at = max(_ms(options.turn_length.mean), left_min) + _ms(
+    options.pause.mean
+  )
   entry = [0, 0] + sorted(
-    _ms(t) for t in rng.uniform(0, options.entry_fraction * target, k - 2)
+    int(round(t))
+    for t in rng.uniform(0, options.entry_fraction * target, k - 2)
   )
   pending = list(range(k))  # speakers yet to enter, in entry order
   spoken: list[int] = []
@@ -636,14 +641,15 @@ def plan_conversation(
     src_ms = lengths[speaker] // GRID
     length = min(max(1, _ms(options.turn_length.sample(rng))), src_ms)
     onset = end
-    overlap = rng.random() < options.overlap_probability
-    if turns and overlap:
-      prev = turns[-1]
+    ov = 0
+    if turns and rng.random() < options.overlap_probability:
+      # Shortened so that this turn ends after the last one and starts after
+      # the one before it ended (at most two voices at once).
+      earliest = max(before_last, turns[-1].onset // GRID + 1)
       ov = _ms(options.overlap_length.sample(rng))
-      earliest = max(before_last, prev.onset // GRID + 1)
       ov = max(0, min(ov, end - earliest, length - 1))
       onset = end - ov
-    elif turns:
+    if turns and not ov:
       pause = _ms(options.pause.sample(rng))
       room = target - end - (len(pending) + 1) * left_min
       if pause > room:
