@@ -91,7 +91,7 @@ class SourcesTest(SimulateTestCase):
     self.assertLen(found['1'], 2)
     sources = simulate.load_sources([root], simulate.Options(level_dbfs=None))
     for name, wav in audio.items():
-      np.testing.assert_array_equal(sources.audio[name], wav)
+      np.testing.assert_array_equal(sources.audio(name), wav)
 
   def test_resamples_and_downmixes(self):
     root = self.create_tempdir().full_path
@@ -129,11 +129,13 @@ class SourcesTest(SimulateTestCase):
     root, audio = self.make_speakers(4)
     options = simulate.Options(speed_factors='0.9,1.0,1.1', level_dbfs=None)
     sources = simulate.load_sources([root], options)
-    self.assertLen(sources.audio, 12)
+    self.assertLen(sources.lengths, 12)
     for name, wav in audio.items():
-      self.assertLen(sources.audio[f'{name}@0.9'], math.ceil(len(wav) / 0.9))
-      self.assertLen(sources.audio[f'{name}@1.1'], math.ceil(len(wav) / 1.1))
-      np.testing.assert_array_equal(sources.audio[name], wav)
+      for f in (0.9, 1.1):
+        n = math.ceil(len(wav) / f)
+        self.assertLen(sources.audio(f'{name}@{f}'), n)
+        self.assertEqual(sources.lengths[f'{name}@{f}'], n)
+      np.testing.assert_array_equal(sources.audio(name), wav)
       self.assertEqual(sources.base[f'{name}@1.1'], name)
       self.assertEqual(sources.factor[f'{name}@1.1'], 1.1)
 
@@ -220,6 +222,12 @@ class SimulationTest(SimulateTestCase):
       # before the end.
       first = max(speakers.index(s) for s in set(speakers))
       shortened += [i + 1 <= first for i in range(len(turns) - 1)]
+    with open(os.path.join(output, 'reference.rttm')) as f:
+      corpus = experiment.parse_rttm(f.read())
+    self.assertEqual(sorted(corpus), [c.id for c in conversations])
+    for entry in _manifest(output):
+      for a, b in zip(corpus[entry['uri']], _rttm(output, entry)):
+        np.testing.assert_array_equal(a, b)
     gaps, shortened = np.round(np.array(gaps), 3), np.array(shortened)
     pause_s = simulate.Distribution.parse(pause).mean
     pauses = gaps[gaps >= 0]
@@ -447,6 +455,7 @@ class BadInputTest(SimulateTestCase):
         [
           'manifest.jsonl',
           'simulation.json',
+          'reference.rttm',
           'sim_0000.rttm',
           'sim_0000.wav',
           'sim_0001.rttm',

@@ -57,6 +57,7 @@ Output, in ``--output`` DIR (an existing non-empty DIR only with
 
 - ``<prefix>_<i>.wav`` (or ``.flac``, 16-bit) and ``<prefix>_<i>.rttm``, one
   pair per conversation, the RTTM's file id being the file stem;
+- ``reference.rttm``: all conversations' turns in one RTTM (the same lines);
 - ``manifest.jsonl``: one NeMo-style line per conversation
   (``audio_filepath`` and ``rttm_filepath`` relative to DIR, ``duration``,
   ``num_speakers``, ``speakers``, and ``turns``: speaker, onset and duration
@@ -90,7 +91,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -106,6 +107,7 @@ SAMPLE_RATE = 16000
 GRID = SAMPLE_RATE // 1000  # samples per millisecond: every time is on it
 AUDIO_EXTENSIONS = ('.flac', '.wav', '.ogg', '.mp3', '.opus', '.aif', '.aiff')
 MANIFEST = 'manifest.jsonl'
+CORPUS_RTTM = 'reference.rttm'
 SETTINGS = 'simulation.json'
 _TMP_PREFIX = '.tmp_'
 _INSTALL_HINT = (
@@ -481,38 +483,63 @@ def pseudo_name(speaker: str, factor: float) -> str:
   return speaker if factor == 1 else f'{speaker}@{factor:g}'
 
 
+def perturbed_length(num_samples: int, factor: float) -> int:
+  """``len(perturb_speed(wav, factor))`` for ``len(wav) == num_samples``."""
+  ratio = _ratio(factor)
+  return -(-num_samples * ratio.denominator // ratio.numerator)
+
+
 @dataclasses.dataclass
 class Sources:
-  """Audio of every pseudo-speaker.
+  """The speakers' audio; pseudo-speakers' audio is made when asked for.
 
   Attributes:
-    audio: ``{pseudo-speaker: float32[n]}`` at 16 kHz.
+    speech: ``{source speaker: float32[n]}`` at 16 kHz (files concatenated).
     base: ``{pseudo-speaker: source speaker}``.
     factor: ``{pseudo-speaker: speed factor}``.
     files: ``{source speaker: [file, ...]}`` in concatenation order.
   """
 
-  audio: dict[str, np.ndarray]
+  speech: dict[str, np.ndarray]
   base: dict[str, str]
   factor: dict[str, float]
   files: dict[str, list[str]]
+  _cache: dict[str, np.ndarray] = dataclasses.field(
+    default_factory=dict, repr=False
+  )
 
   @property
   def lengths(self) -> dict[str, int]:
-    return {name: len(wav) for name, wav in self.audio.items()}
+    """Samples of audio per pseudo-speaker."""
+    return {
+      name: perturbed_length(len(self.speech[self.base[name]]), f)
+      for name, f in self.factor.items()
+    }
+
+  def audio(self, name: str) -> np.ndarray:
+    """float32 audio of pseudo-speaker ``name`` (the last few are cached,
+    so memory holds the sources once, not once per speed factor)."""
+    if name not in self._cache:
+      if len(self._cache) >= 8:
+        del self._cache[next(iter(self._cache))]
+      self._cache[name] = perturb_speed(
+        self.speech[self.base[name]], self.factor[name]
+      )
+    return self._cache[name]
 
 
 def load_sources(
   paths: Sequence[str], options: Options, *, progress: bool = False
 ) -> Sources:
-  """Finds, reads, levels and speed-perturbs the speakers under ``paths``.
+  """Finds, reads and levels the speakers under ``paths``, and names their
+  pseudo-speakers.
 
   Raises:
     InputFileNotFoundError, DataFormatError: see `find_speakers`,
       `read_audio`, `set_level`.
   """
   files = find_speakers(paths)
-  audio, base, factor = {}, {}, {}
+  speech, base, factor = {}, {}, {}
   items = list(files.items())
   for speaker, speaker_files in _progress(items, progress, 'reading'):
     parts = []
@@ -521,12 +548,11 @@ def load_sources(
       if options.level_dbfs is not None:
         wav = set_level(wav, options.level_dbfs, name=path)
       parts.append(wav)
-    wav = np.concatenate(parts)
+    speech[speaker] = np.concatenate(parts)
     for f in options.speed_factors:
       name = pseudo_name(speaker, f)
-      audio[name] = perturb_speed(wav, f)
       base[name], factor[name] = speaker, f
-  return Sources(audio, base, factor, files)
+  return Sources(speech, base, factor, files)
 
 
 # ---------------------------------------------------------------------------
@@ -731,9 +757,17 @@ def _fade(length: int, fade: int) -> np.ndarray | None:
 
 
 def render(
-  conversation: Conversation, audio: Mapping[str, np.ndarray], *, fade: float
+  conversation: Conversation,
+  audio: Callable[[str], np.ndarray],
+  *,
+  fade: float,
 ) -> tuple[np.ndarray, float]:
   """Mixes a planned conversation (step 5 of the module docstring).
+
+  Args:
+    conversation: the plan.
+    audio: the audio of a pseudo-speaker by name (`Sources.audio`).
+    fade: seconds of linear fade at each end of every chunk.
 
   Returns:
     ``(float32[num_samples], gain)``: the mix and the factor it was scaled
@@ -742,7 +776,9 @@ def render(
   mix = np.zeros(conversation.num_samples, np.float32)
   fade_samples = int(round(fade * SAMPLE_RATE))
   for t in conversation.turns:
-    chunk = audio[t.speaker][t.source_start : t.source_start + t.length]
+    chunk = audio(t.speaker)[t.source_start : t.source_start + t.length]
+    if len(chunk) != t.length:
+      raise ValueError(f'{conversation.id}: {t} runs past its source')
     gain = _fade(t.length, fade_samples)
     mix[t.onset : t.end] += chunk if gain is None else chunk * gain
   peak = float(np.max(np.abs(mix))) if len(mix) else 0.0
@@ -834,7 +870,7 @@ def _prepare_output(output: str, overwrite: bool, *, remove: bool) -> None:
           continue
         old += [entry.get('audio_filepath', ''), entry.get('rttm_filepath', '')]
     os.remove(manifest)
-  for name in [SETTINGS, *old]:
+  for name in [SETTINGS, CORPUS_RTTM, *old]:
     path = os.path.join(output, name)
     inside = os.path.dirname(os.path.abspath(path)) == os.path.abspath(output)
     if name and inside and os.path.isfile(path):
@@ -915,6 +951,11 @@ def simulate(
     'options': options.to_json(),
     'sources': sources.files,
   }
+  checkpoint.atomic_write(
+    os.path.join(output, CORPUS_RTTM),
+    ''.join(rttm_text(c) for c in conversations).encode(),
+    prefix=_TMP_PREFIX,
+  )
   checkpoint.atomic_write(
     os.path.join(output, SETTINGS),
     (json.dumps(settings, indent=1) + '\n').encode(),
