@@ -87,6 +87,16 @@ class SourcesTest(SimulateTestCase):
     root, audio = self.make_speakers(4)
     found = simulate.find_speakers([root])
     self.assertEqual(sorted(found), ['0', '1', '2', '3'])
+    _write(os.path.join(root, 'a.b-1.wav'), _tone(100.0, 0.5))
+    _write(os.path.join(root, 'solo.wav'), _tone(100.0, 0.5))
+    _write(os.path.join(root, '.hidden', 'x-1.wav'), _tone(100.0, 0.5))
+    found = simulate.find_speakers([root])
+    self.assertEqual(sorted(found), ['0', '1', '2', '3', 'a.b', 'solo'])
+    found = simulate.find_speakers([os.path.join(root, 'a.b-1.wav')])
+    self.assertEqual(list(found), ['a.b'])
+    for name in ('a.b-1.wav', 'solo.wav'):
+      os.remove(os.path.join(root, name))
+    found = simulate.find_speakers([root])
     self.assertLen(found['0'], 1)
     self.assertLen(found['1'], 2)
     sources = simulate.load_sources([root], simulate.Options(level_dbfs=None))
@@ -395,6 +405,12 @@ class BadInputTest(SimulateTestCase):
       self.run_simulate(root, output, option_values=SHORT)
     self.assert_nothing_written(output)
 
+  def test_too_short_speaker(self):
+    root, _ = self.make_speakers(2)
+    _write(os.path.join(root, '7-1-0000.wav'), _tone(300.0, 0.05))
+    with self.assertRaisesRegex(errors.DataFormatError, 'speaker 7: 0.05 s'):
+      self.run_simulate(root, option_values=SHORT)
+
   def test_silent_file(self):
     root, _ = self.make_speakers(2)
     _write(os.path.join(root, '7-1-0000.wav'), np.zeros(SR, np.float32))
@@ -440,7 +456,11 @@ class BadInputTest(SimulateTestCase):
       self.run_simulate(root, output, option_values=SHORT, seed=5)
     with open(os.path.join(output, 'sim_0000.rttm'), 'rb') as f:
       self.assertEqual(f.read(), before)
-    # Overwriting a larger corpus with a smaller one removes the rest.
+    # Overwriting a larger corpus with a smaller one removes the rest, and
+    # leftovers of an interrupted run, but nothing else.
+    for name in ('.tmp_x', 'sim_0007.wav', 'notes.txt'):
+      with open(os.path.join(output, name), 'w') as f:
+        f.write('x')
     self.run_simulate(
       root,
       output,
@@ -456,6 +476,7 @@ class BadInputTest(SimulateTestCase):
           'manifest.jsonl',
           'simulation.json',
           'reference.rttm',
+          'notes.txt',
           'sim_0000.rttm',
           'sim_0000.wav',
           'sim_0001.rttm',

@@ -90,6 +90,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -108,6 +109,7 @@ GRID = SAMPLE_RATE // 1000  # samples per millisecond: every time is on it
 AUDIO_EXTENSIONS = ('.flac', '.wav', '.ogg', '.mp3', '.opus', '.aif', '.aiff')
 MANIFEST = 'manifest.jsonl'
 CORPUS_RTTM = 'reference.rttm'
+MIN_SOURCE = 0.1  # seconds of audio a speaker needs
 SETTINGS = 'simulation.json'
 _TMP_PREFIX = '.tmp_'
 _INSTALL_HINT = (
@@ -392,7 +394,7 @@ def find_speakers(paths: Sequence[str]) -> dict[str, list[str]]:
     elif os.path.isdir(root):
       found = [
         (dirpath, os.path.join(dirpath, name))
-        for dirpath, _, names in os.walk(root)
+        for dirpath, _, names in _walk_visible(root)
         for name in names
       ]
     else:
@@ -403,11 +405,10 @@ def find_speakers(paths: Sequence[str]) -> dict[str, list[str]]:
       if name.startswith('.') or not name.lower().endswith(AUDIO_EXTENSIONS):
         continue
       rel = os.path.relpath(dirpath, root) if os.path.isdir(root) else '.'
-      speaker = (
-        name.split('-')[0].rsplit('.', 1)[0]
-        if rel == '.'
-        else rel.split(os.sep)[0]
-      )
+      if rel == '.':
+        speaker = os.path.splitext(name)[0].split('-')[0]
+      else:
+        speaker = rel.split(os.sep)[0]
       speaker = '_'.join(speaker.split()) or '_'
       speakers.setdefault(speaker, []).append(path)
       count += 1
@@ -416,6 +417,12 @@ def find_speakers(paths: Sequence[str]) -> dict[str, list[str]]:
         f'{root}: no audio files ({", ".join(AUDIO_EXTENSIONS)})'
       )
   return {s: sorted(files) for s, files in sorted(speakers.items())}
+
+
+def _walk_visible(root: str):
+  for dirpath, dirnames, names in os.walk(root):
+    dirnames[:] = [d for d in dirnames if not d.startswith('.')]
+    yield dirpath, dirnames, names
 
 
 def read_audio(path: str) -> np.ndarray:
@@ -549,6 +556,11 @@ def load_sources(
         wav = set_level(wav, options.level_dbfs, name=path)
       parts.append(wav)
     speech[speaker] = np.concatenate(parts)
+    if len(speech[speaker]) < MIN_SOURCE * SAMPLE_RATE:
+      raise DataFormatError(
+        f'speaker {speaker}: {len(speech[speaker]) / SAMPLE_RATE:g} s of audio '
+        f'({", ".join(speaker_files)}), fewer than {MIN_SOURCE:g} s'
+      )
     for f in options.speed_factors:
       name = pseudo_name(speaker, f)
       base[name], factor[name] = speaker, f
@@ -844,10 +856,16 @@ def _manifest_entry(
   }
 
 
-def _prepare_output(output: str, overwrite: bool, *, remove: bool) -> None:
-  """Refuses a non-empty ``output`` unless ``overwrite``; with ``remove``,
-  deletes the old corpus's manifest first (so that it stops looking
-  complete), then the files it lists."""
+def _prepare_output(
+  output: str, overwrite: bool, *, remove: bool, prefix: str
+) -> None:
+  """Refuses a non-empty ``output`` unless ``overwrite``.
+
+  With ``remove``, deletes the old corpus: its manifest first (so that it
+  stops looking complete), then the files it lists, files named like this
+  run's (``<prefix>_<digits>.wav|flac|rttm``, e.g. from an interrupted run)
+  and temporaries. Nothing else in ``output`` is touched.
+  """
   if os.path.exists(output) and not os.path.isdir(output):
     raise ConfigError(f'--output {output} exists and is not a directory')
   if not os.path.isdir(output) or not os.listdir(output):
@@ -860,7 +878,7 @@ def _prepare_output(output: str, overwrite: bool, *, remove: bool) -> None:
   if not remove:
     return
   manifest = os.path.join(output, MANIFEST)
-  old: list[str] = []
+  old = {SETTINGS, CORPUS_RTTM}
   if os.path.isfile(manifest):
     with open(manifest) as f:
       for line in f:
@@ -868,12 +886,15 @@ def _prepare_output(output: str, overwrite: bool, *, remove: bool) -> None:
           entry = json.loads(line)
         except json.JSONDecodeError:
           continue
-        old += [entry.get('audio_filepath', ''), entry.get('rttm_filepath', '')]
+        if isinstance(entry, dict):
+          old |= {entry.get('audio_filepath'), entry.get('rttm_filepath')}
     os.remove(manifest)
-  for name in [SETTINGS, CORPUS_RTTM, *old]:
+  ours = re.compile(rf'{re.escape(prefix)}_\d+\.(wav|flac|rttm)')
+  for name in os.listdir(output):
     path = os.path.join(output, name)
-    inside = os.path.dirname(os.path.abspath(path)) == os.path.abspath(output)
-    if name and inside and os.path.isfile(path):
+    if os.path.isfile(path) and (
+      name in old or ours.fullmatch(name) or name.startswith(_TMP_PREFIX)
+    ):
       os.remove(path)
 
 
@@ -915,7 +936,9 @@ def simulate(
     or prefix != '_'.join(prefix.split())
   ):
     raise ConfigError(f'prefix must be a plain file name part, got {prefix!r}')
-  _prepare_output(output, overwrite, remove=False)  # fail before reading
+  _prepare_output(
+    output, overwrite, remove=False, prefix=prefix
+  )  # fail before reading
   sources = load_sources(paths, options, progress=progress)
   conversations = plan(
     sources.lengths,
@@ -925,7 +948,7 @@ def simulate(
     num_conversations=num_conversations,
     prefix=prefix,
   )
-  _prepare_output(output, overwrite, remove=True)
+  _prepare_output(output, overwrite, remove=True, prefix=prefix)
   os.makedirs(output, exist_ok=True)
   entries = []
   for conversation in _progress(conversations, progress, 'conversations'):
