@@ -406,13 +406,13 @@ class BadInputTest(SimulateTestCase):
     self.assert_nothing_written(output)
 
   def test_too_short_speaker(self):
-    root, _ = self.make_speakers(2)
+    root, _ = self.make_speakers(4)
     _write(os.path.join(root, '7-1-0000.wav'), _tone(300.0, 0.05))
     with self.assertRaisesRegex(errors.DataFormatError, 'speaker 7: 0.05 s'):
       self.run_simulate(root, option_values=SHORT)
 
   def test_silent_file(self):
-    root, _ = self.make_speakers(2)
+    root, _ = self.make_speakers(4)
     _write(os.path.join(root, '7-1-0000.wav'), np.zeros(SR, np.float32))
     with self.assertRaisesRegex(errors.DataFormatError, 'silent'):
       self.run_simulate(root, option_values=SHORT)
@@ -425,6 +425,11 @@ class BadInputTest(SimulateTestCase):
     ):
       self.run_simulate(root, output, option_values=SHORT)
     self.assert_nothing_written(output)
+
+  @parameterized.parameters('3', '2-4', '2:0.25,3:0.75', '4:1,2:1')
+  def test_speaker_count_round_trip(self, text):
+    count = simulate.SpeakerCount.parse(text)
+    self.assertEqual(simulate.SpeakerCount.parse(str(count)), count)
 
   @parameterized.parameters(
     dict(pause='foo:1'),
@@ -528,6 +533,7 @@ class CommandLineTest(SimulateTestCase):
     self.assertEqual(settings['seed'], 3)
     self.assertEqual(settings['options']['pause'], 'constant:0.1')
     self.assertEqual(settings['options']['turn_length'], 'uniform:1,6')
+    self.assertEqual(settings['options']['num_speakers'], '2-4')
     self.assertIsNone(settings['options']['level_dbfs'])
     self.assertEqual(settings['options']['fade'], 0.0)
     self.assertLen(_manifest(output), 2)

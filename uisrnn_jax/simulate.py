@@ -26,7 +26,8 @@ One conversation (`plan_conversation`):
    without replacement; their draw order is their entry order. A target
    length ``L`` is drawn from ``duration``.
 2. Turns are added until less than ``min_remaining`` seconds of ``L`` are
-   left; the turn that would pass ``L`` is cut at ``L``. A turn is a
+   left; the turn that would pass ``L`` is cut at ``L`` (and a turn or
+   pause is shortened if a speaker yet to enter would not fit). A turn is a
    contiguous chunk, at a uniform position, of its speaker's audio, of a
    length drawn from ``turn_length`` (the whole audio if that is shorter).
 3. The next speaker always differs from the current one. Speaker 2 takes the
@@ -192,7 +193,7 @@ class Distribution:
     return float(rng.gamma(shape, mean / shape))
 
   def __str__(self) -> str:
-    return f'{self.kind}:' + ','.join(f'{p:g}' for p in self.params)
+    return f'{self.kind}:' + ','.join(f'{p:.10g}' for p in self.params)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,8 +242,13 @@ class SpeakerCount:
     return int(self.values[rng.choice(len(self.values), p=self.probabilities)])
 
   def __str__(self) -> str:
+    lo, hi = min(self.values), max(self.values)
+    if len(set(self.probabilities)) == 1 and self.values == tuple(
+      range(lo, hi + 1)
+    ):
+      return str(lo) if lo == hi else f'{lo}-{hi}'
     return ','.join(
-      f'{v}:{p:g}' for v, p in zip(self.values, self.probabilities)
+      f'{v}:{p:.10g}' for v, p in zip(self.values, self.probabilities)
     )
 
 
@@ -542,11 +548,14 @@ def load_sources(
   pseudo-speakers.
 
   Raises:
+    ConfigError: fewer speakers than ``options.num_speakers`` may need.
     InputFileNotFoundError, DataFormatError: see `find_speakers`,
       `read_audio`, `set_level`.
   """
   files = find_speakers(paths)
-  speech, base, factor = {}, {}, {}
+  base = {pseudo_name(s, f): s for s in files for f in options.speed_factors}
+  check_speaker_count(base, options)  # before reading anything
+  speech, factor = {}, {}
   items = list(files.items())
   for speaker, speaker_files in _progress(items, progress, 'reading'):
     parts = []
@@ -562,8 +571,7 @@ def load_sources(
         f'({", ".join(speaker_files)}), fewer than {MIN_SOURCE:g} s'
       )
     for f in options.speed_factors:
-      name = pseudo_name(speaker, f)
-      base[name], factor[name] = speaker, f
+      factor[pseudo_name(speaker, f)] = f
   return Sources(speech, base, factor, files)
 
 
@@ -752,7 +760,7 @@ def check_speaker_count(base: Mapping[str, str], options: Options) -> None:
   if available < need:
     kind = 'pseudo-speakers' if options.same_source else 'speakers'
     raise ConfigError(
-      f'num_speakers={options.num_speakers.values} needs {need} {kind}, '
+      f'num_speakers={options.num_speakers} needs {need} {kind}, '
       f'found {available}'
     )
 
@@ -1109,7 +1117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       overwrite=args.overwrite,
       progress=args.progress,
     )
-  except (UISRNNJaxError, FileNotFoundError) as e:
+  except (UISRNNJaxError, FileNotFoundError, ImportError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   seconds = sum(c.num_samples for c in conversations) / SAMPLE_RATE
