@@ -11,17 +11,21 @@ corpus of that size; ``z`` says how many such spreads LibriSim's value (one
 draw of its recipe) lies from the simulated mean. The plan is what the RTTM records, so no audio is
 rendered.
 
-  PYTHONPATH=. python benchmarks/simulate_stats.py [--data=/work/shared/data] [--seeds=0,...,9]
+  python benchmarks/simulate_stats.py [--data=../shared/data] [--seeds=0,...,9]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import numpy as np
 
-from uisrnn_jax import simulate
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _ROOT)
+
+from uisrnn_jax import simulate  # noqa: E402
 
 WINDOW = 25600  # samples: 160 mel frames of 10 ms
 FRAME = 160
@@ -121,7 +125,11 @@ def simulated_statistics(
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--data', default='/work/shared/data')
+  parser.add_argument(
+    '--data',
+    default=os.path.join(_ROOT, '..', 'shared', 'data'),
+    help='directory holding librisim/ and librispeech-samples/',
+  )
   parser.add_argument('--seeds', default='0,1,2,3,4,5,6,7,8,9')
   args = parser.parse_args()
   seeds = [int(s) for s in args.seeds.split(',')]
