@@ -452,6 +452,19 @@ class BadInputTest(SimulateTestCase):
     with self.assertRaises(errors.ConfigError):
       simulate.Options(**values)
 
+  @parameterized.parameters(
+    dict(seed=-1),
+    dict(num_conversations=0),
+    dict(prefix='a/b'),
+    dict(audio_format='mp3'),
+  )
+  def test_bad_run_arguments(self, **kw):
+    root, _ = self.make_speakers(4)
+    output = os.path.join(self.create_tempdir().full_path, 'out')
+    with self.assertRaises(errors.ConfigError):
+      self.run_simulate(root, output, option_values=SHORT, **kw)
+    self.assert_nothing_written(output)
+
   def test_existing_output(self):
     root, _ = self.make_speakers(4)
     output, _ = self.run_simulate(root, option_values=SHORT)

@@ -936,6 +936,8 @@ def simulate(
     raise ConfigError(
       f'num_conversations must be >= 1, got {num_conversations}'
     )
+  if not isinstance(seed, int) or seed < 0:
+    raise ConfigError(f'seed must be an integer >= 0, got {seed!r}')
   if audio_format not in ('wav', 'flac'):
     raise ConfigError(f'format must be wav or flac, got {audio_format!r}')
   if (
@@ -1013,13 +1015,15 @@ def _progress(items: Iterable, enabled: bool, desc: str) -> Iterable:
 
 
 def _parser() -> argparse.ArgumentParser:
+  d = Options()
   p = argparse.ArgumentParser(
     prog='uisrnn-simulate',
     description='Multi-speaker conversations (16 kHz mono audio + exact '
     'RTTM) from single-speaker audio, deterministic by seed.',
-    epilog='Distributions: constant:V (or V), uniform:LO,HI, '
-    'exponential:MEAN, gamma:SHAPE,MEAN (seconds). Defaults: the librisim '
-    'preset.',
+    epilog='Distributions (seconds): constant:V (or V), uniform:LO,HI, '
+    'exponential:MEAN, gamma:SHAPE,MEAN. Flags given with --preset '
+    'override it. Output: <prefix>_NNNN.wav|flac + .rttm, reference.rttm, '
+    'simulation.json and, last, manifest.jsonl.',
   )
   p.add_argument(
     'sources',
@@ -1028,19 +1032,27 @@ def _parser() -> argparse.ArgumentParser:
     'named SPEAKER-*',
   )
   p.add_argument('--output', required=True, help='directory to write')
-  p.add_argument('--num_conversations', type=int, default=10)
-  p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--num_conversations', type=int, default=10, help='(10)')
+  p.add_argument('--seed', type=int, default=0, help='(0)')
   p.add_argument('--preset', choices=sorted(PRESETS), help='a named setting')
   p.add_argument(
-    '--num_speakers', help='speakers per conversation: N, LO-HI or N:W,...'
+    '--num_speakers',
+    help=f'speakers per conversation: N, LO-HI or N:W,... ({d.num_speakers})',
   )
-  p.add_argument('--duration', help='target conversation length (s)')
-  p.add_argument('--turn_length', help='turn length (s)')
-  p.add_argument('--pause', help='pause between turns (s)')
-  p.add_argument('--overlap_probability', type=float)
-  p.add_argument('--overlap_length', help='overlap length (s)')
+  p.add_argument('--duration', help=f'target length ({d.duration})')
+  p.add_argument('--turn_length', help=f'turn length ({d.turn_length})')
+  p.add_argument('--pause', help=f'pause between turns ({d.pause})')
   p.add_argument(
-    '--speed_factors', help='e.g. 0.9,1.0,1.1: pseudo-speakers per speaker'
+    '--overlap_probability',
+    type=float,
+    help=f'chance a turn overlaps the last one ({d.overlap_probability:g})',
+  )
+  p.add_argument(
+    '--overlap_length', help=f'overlap length ({d.overlap_length})'
+  )
+  p.add_argument(
+    '--speed_factors',
+    help='e.g. 0.9,1.0,1.1: one pseudo-speaker per speaker and factor (1.0)',
   )
   p.add_argument(
     '--same_source',
@@ -1048,16 +1060,32 @@ def _parser() -> argparse.ArgumentParser:
     default=None,
     help='let pseudo-speakers of one speaker meet in a conversation',
   )
-  p.add_argument('--entry_fraction', type=float)
-  p.add_argument('--min_remaining', type=float)
-  p.add_argument('--fade_ms', type=float)
   p.add_argument(
-    '--level_dbfs', help='RMS level of each source file, or none to keep'
+    '--entry_fraction',
+    type=float,
+    help='speakers 3.. enter within this share of the length '
+    f'({d.entry_fraction:g})',
   )
-  p.add_argument('--prefix', default='sim', help='file name prefix')
+  p.add_argument(
+    '--min_remaining',
+    type=float,
+    help=f'stop adding turns when less time is left ({d.min_remaining:g} s)',
+  )
+  p.add_argument(
+    '--fade_ms',
+    type=float,
+    help=f'linear fade at both ends of a turn ({d.fade * 1000:g})',
+  )
+  p.add_argument(
+    '--level_dbfs',
+    help=f'RMS level of each source file, or none to keep ({d.level_dbfs:g})',
+  )
+  p.add_argument('--prefix', default='sim', help='file name prefix (sim)')
   p.add_argument('--format', default='wav', choices=('wav', 'flac'))
   p.add_argument(
-    '--overwrite', action='store_true', help='replace a corpus in --output'
+    '--overwrite',
+    action='store_true',
+    help='replace the simulated corpus in a non-empty --output',
   )
   p.add_argument(
     '--noprogress', dest='progress', action='store_false', default=True
