@@ -32,6 +32,7 @@ mask instead (`uisrnn_jax.data.SampleSet`).
 from __future__ import annotations
 
 import numbers
+import os
 import string
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -414,8 +415,16 @@ def estimate_transition_bias(
   return estimators.estimate_transition_bias(cluster_ids, smooth)
 
 
-def output_result(model_args, training_args, test_record, **kwargs) -> str:
+def output_result(
+  model_args: Any,
+  training_args: Any,
+  test_record: Sequence[tuple[float, int]],
+  *,
+  append_to: str | os.PathLike[str] | None = None,
+) -> str:
   """`uisrnn_jax.compat.output_result` (the seed has it in ``utils``)."""
-  from uisrnn_jax import compat
+  from uisrnn_jax import compat  # noqa: PLC0415 (compat imports JAX)
 
-  return compat.output_result(model_args, training_args, test_record, **kwargs)
+  return compat.output_result(
+    model_args, training_args, test_record, append_to=append_to
+  )
