@@ -41,37 +41,49 @@ def _describe(value: object) -> str:
   return type(value).__name__
 
 
-def _as_label_strings(seq: object, index: int, name: str) -> np.ndarray:
-  """Validates one sequence of string labels; returns a 1-D str array."""
-  where = f'{name}[{index}]'
+def _label_items(
+  seq: object, where: str, name: str
+) -> np.ndarray | Sequence[object]:
+  """Checks one label sequence's structure; returns a typed array or items.
+
+  Returns:
+    A 1-D array of a non-object dtype as it is, otherwise the labels as a
+    list or tuple.
+
+  Raises:
+    TypeError: a single string or bytes label (a flat sequence passed where
+      a list of sequences belongs), an array that is not 1-D, or neither a
+      list, tuple nor array.
+  """
   if isinstance(seq, (str, bytes)):
     raise TypeError(
       f'{where} is a single label {seq!r}; {name} must be a list of label '
-      'sequences (each a list or 1-D array of strings). To pass one sequence, '
+      'sequences (each a list or 1-D array of labels). To pass one sequence, '
       f'wrap it: [{name}].'
     )
   if isinstance(seq, np.ndarray):
     if seq.ndim != 1:
       raise TypeError(
-        f'{where} must be a 1-D array of string labels, got shape {seq.shape}'
+        f'{where} must be a 1-D array of labels, got shape {seq.shape}'
       )
-    if seq.size == 0:
-      return np.zeros(0, dtype=str)
-    if seq.dtype.kind == 'U':
-      return seq
-    if seq.dtype.kind == 'O':
-      items = seq.tolist()
-    else:
+    return seq.tolist() if seq.dtype.kind == 'O' else seq
+  if isinstance(seq, (list, tuple)):
+    return seq
+  raise TypeError(
+    f'{where} must be a list or 1-D numpy array of labels, got {_describe(seq)}'
+  )
+
+
+def _as_label_strings(seq: object, index: int, name: str) -> np.ndarray:
+  """Validates one sequence of string labels; returns a 1-D str array."""
+  where = f'{name}[{index}]'
+  items = _label_items(seq, where, name)
+  if isinstance(items, np.ndarray):
+    if items.size and items.dtype.kind != 'U':
       raise TypeError(
-        f'{where} must hold string labels, got an array of dtype {seq.dtype}'
+        f'{where} must hold string labels, got an array of dtype {items.dtype}'
       )
-  elif isinstance(seq, (list, tuple)):
-    items = seq
-  else:
-    raise TypeError(
-      f'{where} must be a list or 1-D numpy array of string labels, got '
-      f'{_describe(seq)}'
-    )
+    return items.astype(str)
   for item in items:
     if not isinstance(item, str):
       raise TypeError(
@@ -89,27 +101,9 @@ def _label_codes(seq: object, index: int, name: str) -> np.ndarray:
   themselves mean nothing.
   """
   where = f'{name}[{index}]'
-  if isinstance(seq, (str, bytes)):
-    raise TypeError(
-      f'{where} is a single label {seq!r}; {name} must be a list of label '
-      'sequences (each a list or 1-D array of labels). To pass one sequence, '
-      f'wrap it: [{name}].'
-    )
-  if isinstance(seq, np.ndarray):
-    if seq.ndim != 1:
-      raise TypeError(
-        f'{where} must be a 1-D array of labels, got shape {seq.shape}'
-      )
-    if seq.dtype.kind != 'O':
-      return np.unique(seq, return_inverse=True)[1].reshape(-1).astype(np.int64)
-    items = seq.tolist()
-  elif isinstance(seq, (list, tuple)):
-    items = seq
-  else:
-    raise TypeError(
-      f'{where} must be a list or 1-D numpy array of labels, got '
-      f'{_describe(seq)}'
-    )
+  items = _label_items(seq, where, name)
+  if isinstance(items, np.ndarray):
+    return np.unique(items, return_inverse=True)[1].reshape(-1).astype(np.int64)
   codes: dict[Hashable, int] = {}
   try:
     return np.fromiter(

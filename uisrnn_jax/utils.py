@@ -32,7 +32,6 @@ mask instead (`uisrnn_jax.data.SampleSet`).
 from __future__ import annotations
 
 import numbers
-import os
 import string
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -415,16 +414,15 @@ def estimate_transition_bias(
   return estimators.estimate_transition_bias(cluster_ids, smooth)
 
 
-def output_result(
-  model_args: Any,
-  training_args: Any,
-  test_record: Sequence[tuple[float, int]],
-  *,
-  append_to: str | os.PathLike[str] | None = None,
-) -> str:
-  """`uisrnn_jax.compat.output_result` (the seed has it in ``utils``)."""
-  from uisrnn_jax import compat  # noqa: PLC0415 (compat imports JAX)
+def __getattr__(name: str) -> Any:
+  # The seed has output_result in utils; ours lives in compat, which imports
+  # JAX, so it is looked up on first use.
+  if name == 'output_result':
+    from uisrnn_jax import compat  # noqa: PLC0415
 
-  return compat.output_result(
-    model_args, training_args, test_record, append_to=append_to
-  )
+    return compat.output_result
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__() -> list[str]:
+  return sorted([*globals(), 'output_result'])
