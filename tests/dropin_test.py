@@ -407,6 +407,47 @@ class UtilsTest(parameterized.TestCase):
     torch.testing.assert_close(our_truth, their_truth)
 
 
+class StrictFitPredictTest(parameterized.TestCase):
+  """What utils accept, fit and predict refuse with TypeError, as the seed."""
+
+  def setUp(self):
+    super().setUp()
+    # The seed reads every flag, so start from the (shared) defaults.
+    model_args, self.training_args, self.inference_args = (
+      uisrnn_jax.parse_arguments([])
+    )
+    model_args.observation_dim, model_args.rnn_hidden_size = 2, 4
+    model_args.transition_bias, model_args.verbosity = 0.3, 1
+    model_args.enable_cuda = False
+    self.training_args.train_iteration = 1
+    self.inference_args.test_iteration = 1
+    self.model_args = model_args
+
+  def models(self):
+    args = self.model_args
+    yield uisrnn_jax.UISRNN(args)
+    if seed is not None:
+      yield seed.UISRNN(args)
+
+  def test_fit_refuses_integer_labels_and_observations(self):
+    training_args = self.training_args
+    for model in self.models():
+      with self.subTest(model=type(model).__module__):
+        with self.assertRaises(TypeError):
+          model.fit(np.zeros((3, 2)), np.array([1, 2, 1]), training_args)
+        with self.assertRaises(TypeError):
+          model.fit(
+            np.zeros((3, 2), int), np.array(['a', 'b', 'a']), training_args
+          )
+
+  def test_predict_refuses_integer_observations(self):
+    inference_args = self.inference_args
+    for model in self.models():
+      with self.subTest(model=type(model).__module__):
+        with self.assertRaises(TypeError):
+          model.predict(np.zeros((3, 2), int), inference_args)
+
+
 class ArgumentsTest(parameterized.TestCase):
   @parameterized.parameters(
     ('yes', True), ('T', True), ('1', True), ('No', False), ('f', False)
