@@ -829,113 +829,6 @@ class UISRNN:
     )
 
 
-class OnlinePredictor:
-  """Streaming labels of one sequence at a time; see `UISRNN.online_predict`.
-
-  A thin host wrapper over `uisrnn_jax.streaming`: it validates chunks as
-  `UISRNN.predict` validates sequences, keeps the observations pushed so far,
-  and, when a hypothesis needs more speaker slots than ``max_speakers``,
-  decodes them again with twice the slots (as `UISRNN.predict` does), so
-  the labels are those of unbounded decoding.
-
-  Attributes:
-    observation_dim: D.
-    labels: the current labels of every observation pushed since the start
-      or the last `reset` (a new list; 0, 1, ... by first appearance).
-    num_observations: how many observations that is.
-  """
-
-  def __init__(
-    self,
-    params: model_lib.Params,
-    *,
-    transition_bias: float,
-    crp_alpha: float,
-    config: ml_collections.ConfigDict,
-    logger: Logger,
-  ):
-    """Use `UISRNN.online_predict` instead."""
-    self._params = params
-    self._priors = dict(transition_bias=transition_bias, crp_alpha=crp_alpha)
-    self._config = ml_collections.ConfigDict(config.to_dict())
-    self._logger = logger
-    self.observation_dim = int(params['sigma2'].shape[-1])
-    self.reset()
-
-  def reset(self) -> None:
-    """Forgets the sequence so far; the next push starts a new one."""
-    self._chunks: list[np.ndarray] = []
-    self._labels: list[int] = []
-    self._state = streaming.init(
-      self._params, **self._priors, config=self._config
-    )
-
-  @property
-  def labels(self) -> list[int]:
-    return list(self._labels)
-
-  @property
-  def num_observations(self) -> int:
-    return len(self._labels)
-
-  def push(self, chunk: np.ndarray) -> list[int]:
-    """Adds observations to the current sequence.
-
-    Args:
-      chunk: float[C, D] new observations (C may be 0), or one float[D]
-        observation.
-
-    Returns:
-      The labels of all observations so far (see `labels`).
-
-    Raises:
-      TypeError: ``chunk`` is not a float numpy array.
-      ValueError: wrong shape or dimension, or NaN/Inf values. Nothing is
-        changed.
-    """
-    if isinstance(chunk, np.ndarray) and chunk.ndim == 1:
-      chunk = chunk[None]
-    if (
-      isinstance(chunk, np.ndarray)
-      and chunk.shape == (0, self.observation_dim)
-      and np.issubdtype(chunk.dtype, np.floating)
-    ):
-      return self.labels
-    chunk = data.check_sequence(
-      chunk, observation_dim=self.observation_dim, name='chunk'
-    )
-    chunk = chunk.astype(np.float32)
-    try:
-      self._state, labels = streaming.push(self._params, self._state, chunk)
-    except ValueError:
-      # The chunk passed the checks streaming.push makes, so its ValueError
-      # is a speaker-slot overflow (errors.SpeakerOverflowError): replay
-      # the whole sequence with more slots. At most one speaker per
-      # observation, so the total length of slots never overflows.
-      total = self.num_observations + len(chunk)
-      if self._config.max_speakers >= total:
-        raise
-      labels = self._replay(chunk, total)
-    self._chunks.append(chunk)
-    self._labels = [int(x) for x in labels]
-    return self.labels
-
-  def _replay(self, chunk: np.ndarray, total: int) -> np.ndarray:
-    sequence = np.concatenate([*self._chunks, chunk], axis=0)
-    while True:
-      self._config.max_speakers = min(2 * self._config.max_speakers, total)
-      self._logger.print(
-        4, f'decoding again with max_speakers={self._config.max_speakers}'
-      )
-      state = streaming.init(self._params, **self._priors, config=self._config)
-      try:
-        self._state, labels = streaming.push(self._params, state, sequence)
-        return labels
-      except ValueError:
-        if self._config.max_speakers >= total:
-          raise
-
-
 def _nan_to_none(value: float) -> float | None:
   return None if math.isnan(value) else value
 
@@ -1056,3 +949,110 @@ def output_result(
     with open(append_to, 'a', encoding='utf-8') as f:
       f.write(text)
   return text
+
+
+class OnlinePredictor:
+  """Streaming labels of one sequence at a time; see `UISRNN.online_predict`.
+
+  A thin host wrapper over `uisrnn_jax.streaming`: it validates chunks as
+  `UISRNN.predict` validates sequences, keeps the observations pushed so far,
+  and, when a hypothesis needs more speaker slots than ``max_speakers``,
+  decodes them again with twice the slots (as `UISRNN.predict` does), so
+  the labels are those of unbounded decoding.
+
+  Attributes:
+    observation_dim: D.
+    labels: the current labels of every observation pushed since the start
+      or the last `reset` (a new list; 0, 1, ... by first appearance).
+    num_observations: how many observations that is.
+  """
+
+  def __init__(
+    self,
+    params: model_lib.Params,
+    *,
+    transition_bias: float,
+    crp_alpha: float,
+    config: ml_collections.ConfigDict,
+    logger: Logger,
+  ):
+    """Use `UISRNN.online_predict` instead."""
+    self._params = params
+    self._priors = dict(transition_bias=transition_bias, crp_alpha=crp_alpha)
+    self._config = ml_collections.ConfigDict(config.to_dict())
+    self._logger = logger
+    self.observation_dim = int(params['sigma2'].shape[-1])
+    self.reset()
+
+  def reset(self) -> None:
+    """Forgets the sequence so far; the next push starts a new one."""
+    self._chunks: list[np.ndarray] = []
+    self._labels: list[int] = []
+    self._state = streaming.init(
+      self._params, **self._priors, config=self._config
+    )
+
+  @property
+  def labels(self) -> list[int]:
+    return list(self._labels)
+
+  @property
+  def num_observations(self) -> int:
+    return len(self._labels)
+
+  def push(self, chunk: np.ndarray) -> list[int]:
+    """Adds observations to the current sequence.
+
+    Args:
+      chunk: float[C, D] new observations (C may be 0), or one float[D]
+        observation.
+
+    Returns:
+      The labels of all observations so far (see `labels`).
+
+    Raises:
+      TypeError: ``chunk`` is not a float numpy array.
+      ValueError: wrong shape or dimension, or NaN/Inf values. Nothing is
+        changed.
+    """
+    if isinstance(chunk, np.ndarray) and chunk.ndim == 1:
+      chunk = chunk[None]
+    if (
+      isinstance(chunk, np.ndarray)
+      and chunk.shape == (0, self.observation_dim)
+      and np.issubdtype(chunk.dtype, np.floating)
+    ):
+      return self.labels
+    chunk = data.check_sequence(
+      chunk, observation_dim=self.observation_dim, name='chunk'
+    )
+    chunk = chunk.astype(np.float32)
+    try:
+      self._state, labels = streaming.push(self._params, self._state, chunk)
+    except ValueError:
+      # The chunk passed the checks streaming.push makes, so its ValueError
+      # is a speaker-slot overflow (errors.SpeakerOverflowError): replay
+      # the whole sequence with more slots. At most one speaker per
+      # observation, so the total length of slots never overflows.
+      total = self.num_observations + len(chunk)
+      if self._config.max_speakers >= total:
+        raise
+      labels = self._replay(chunk, total)
+    self._chunks.append(chunk)
+    self._labels = [int(x) for x in labels]
+    return self.labels
+
+  def _replay(self, chunk: np.ndarray, total: int) -> np.ndarray:
+    sequence = np.concatenate([*self._chunks, chunk], axis=0)
+    while True:
+      self._config.max_speakers = min(2 * self._config.max_speakers, total)
+      self._logger.print(
+        4, f'decoding again with max_speakers={self._config.max_speakers}'
+      )
+      state = streaming.init(self._params, **self._priors, config=self._config)
+      try:
+        self._state, labels = streaming.push(self._params, state, sequence)
+        return labels
+      except ValueError:
+        if self._config.max_speakers >= total:
+          raise
