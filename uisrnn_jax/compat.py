@@ -54,8 +54,9 @@ import numpy as np
 from absl import logging
 from flax import serialization
 
-from uisrnn_jax import checkpoint, data, decode, defaults, streaming, train
+from uisrnn_jax import checkpoint, data, decode, defaults, train
 from uisrnn_jax import model as model_lib
+from uisrnn_jax import streaming as streaming_lib
 
 MODEL_FORMAT = 'uisrnn_jax.model'
 MODEL_VERSION = 1
@@ -988,7 +989,7 @@ class OnlinePredictor:
     """Forgets the sequence so far; the next push starts a new one."""
     self._chunks: list[np.ndarray] = []
     self._labels: list[int] = []
-    self._state = streaming.init(
+    self._state = streaming_lib.init(
       self._params, **self._priors, config=self._config
     )
 
@@ -1028,7 +1029,7 @@ class OnlinePredictor:
     )
     chunk = chunk.astype(np.float32)
     try:
-      self._state, labels = streaming.push(self._params, self._state, chunk)
+      self._state, labels = streaming_lib.push(self._params, self._state, chunk)
     except ValueError:
       # The chunk passed the checks streaming.push makes, so its ValueError
       # is a speaker-slot overflow (errors.SpeakerOverflowError): replay
@@ -1049,9 +1050,11 @@ class OnlinePredictor:
       self._logger.print(
         4, f'decoding again with max_speakers={self._config.max_speakers}'
       )
-      state = streaming.init(self._params, **self._priors, config=self._config)
+      state = streaming_lib.init(
+        self._params, **self._priors, config=self._config
+      )
       try:
-        self._state, labels = streaming.push(self._params, state, sequence)
+        self._state, labels = streaming_lib.push(self._params, state, sequence)
         return labels
       except ValueError:
         if self._config.max_speakers >= total:
