@@ -113,7 +113,7 @@ def load_audio(path: str, *, normalize: bool = False) -> np.ndarray:
 
   try:
     wav, sr = soundfile.read(path, dtype='float32', always_2d=True)
-    wav = wav.mean(axis=1)
+    wav = wav[:, 0].copy() if wav.shape[1] == 1 else wav.mean(axis=1)
   except Exception as e:  # noqa: BLE001 - libsndfile raises several types
     wav, sr = _load_other_format(path, e)
   if wav.size == 0:
@@ -147,15 +147,26 @@ def _load_other_format(path: str, error: Exception) -> tuple[np.ndarray, int]:
   return pcm, int(sr)
 
 
-def normalize_volume(wav: np.ndarray, target_dbfs: float = _NORM_DBFS):
-  """Scales ``wav`` up to ``target_dbfs`` RMS (never down; silence kept)."""
-  power = float(np.mean(np.square(wav, dtype=np.float64)))
+def volume_gain(wav: np.ndarray, target_dbfs: float = _NORM_DBFS) -> float:
+  """The factor that raises ``wav`` to ``target_dbfs`` RMS (>= 1)."""
+  block = 1 << 20  # float64 sums over blocks: no float64 copy of the audio
+  total = sum(
+    float(np.dot(x, x)) for x in (
+      wav[i : i + block].astype(np.float64) for i in range(0, len(wav), block)
+    )
+  )  # fmt: skip
+  power = total / len(wav) if len(wav) else 0.0
   if power <= 0:
-    return wav
+    return 1.0
   change = target_dbfs - 10 * np.log10(power)
-  if change < 0:
-    return wav
-  return (wav * 10 ** (change / 20)).astype(np.float32)
+  return 1.0 if change < 0 else float(10 ** (change / 20))
+
+
+def normalize_volume(wav: np.ndarray, target_dbfs: float = _NORM_DBFS):
+  """Scales ``wav`` up to ``target_dbfs`` RMS (never down; silence kept),
+  as ``resemblyzer.preprocess_wav`` does."""
+  gain = volume_gain(wav, target_dbfs)
+  return wav if gain == 1.0 else (wav * np.float32(gain)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------
@@ -231,16 +242,20 @@ def speech_probabilities(
   padded = np.zeros((warmup_chunks + num * stream) * _VAD_CHUNK, np.float32)
   padded[warmup_chunks * _VAD_CHUNK :][: len(wav)] = wav
   chunks = padded.reshape(-1, _VAD_CHUNK)
-  index = (
-    np.arange(num)[:, None] * stream
-    + np.arange(warmup_chunks + stream)[None, :]
+  # [num, warmup + stream, 512]: a strided view, each stream's chunks
+  # with the warm-up chunks before it (no copy of the recording).
+  view = np.lib.stride_tricks.as_strided(
+    chunks,
+    shape=(num, warmup_chunks + stream, _VAD_CHUNK),
+    strides=(stream * chunks.strides[0], *chunks.strides),
+    writeable=False,
   )
-  batch = torch.from_numpy(chunks[index])  # [num, warmup + stream, 512]
   model.reset_states()
   out = np.empty((num, warmup_chunks + stream), np.float32)
   with torch.inference_mode():
-    for t in range(batch.shape[1]):
-      out[:, t] = model(batch[:, t], SAMPLE_RATE).numpy().reshape(-1)
+    for t in range(view.shape[1]):
+      step = torch.from_numpy(np.ascontiguousarray(view[:, t]))
+      out[:, t] = model(step, SAMPLE_RATE).numpy().reshape(-1)
   model.reset_states()
   return out[:, warmup_chunks:].reshape(-1)[:n]
 
@@ -388,7 +403,7 @@ class VoiceEncoder:
       )
       module.to(self.device).eval()
 
-  def embed(self, mels: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+  def embed(self, mels: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
     """float32[B, 160, 40] mel windows -> float32[B, 256] d-vectors.
 
     A window the network gives no activation on (e.g. digital silence)
@@ -533,7 +548,7 @@ def embed_regions(
   rate: float = DEFAULT_RATE,
   min_coverage: float = DEFAULT_MIN_COVERAGE,
   device: str = 'cpu',
-  batch_windows: int = 256,
+  batch_windows: int = 512,
 ) -> Embedded:
   """d-vectors of 1.6 s windows cut from each of ``regions`` on its own.
 
@@ -549,7 +564,8 @@ def embed_regions(
   """
   _check_rate(rate, min_coverage)
   regions = np.asarray(regions, np.float64).reshape(-1, 2)
-  wav = normalize_volume(np.asarray(wav, np.float32))
+  wav = np.asarray(wav, np.float32)
+  gain = volume_gain(wav)  # applied per region (no copy of the recording)
   encoder = voice_encoder(device) if len(regions) else None
   pending, embedded = [], []
   starts, ends, region = [], [], []
@@ -561,6 +577,7 @@ def embed_regions(
     stop = (int(firsts[-1]) + _PARTIAL_FRAMES) * _HOP
     piece = np.zeros(max(stop, hi - lo), np.float32)
     piece[: hi - lo] = wav[lo:hi]
+    piece *= gain
     mel = mel_spectrogram(piece)
     pending.append(mel[firsts[:, None] + np.arange(_PARTIAL_FRAMES)[None, :]])
     starts.append(a + firsts * _HOP / SAMPLE_RATE)
