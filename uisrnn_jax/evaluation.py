@@ -1,6 +1,6 @@
-"""Diarization evaluation: frame accuracy, DER and speaker-count error.
+"""Diarization evaluation: frame accuracy, DER, JER and speaker-count error.
 
-Three numbers per conversation, and their totals over a dataset:
+Four numbers per conversation, and their totals over a dataset:
 
 - **Frame accuracy** (`evals.frame_accuracy`): fraction of rows (windows)
   whose predicted speaker matches the reference under the best one-to-one
@@ -14,6 +14,11 @@ Three numbers per conversation, and their totals over a dataset:
   the hypothesis is always `frames_to_segments` of the predicted labels.
   Totals: pyannote's accumulated DER (sum of errors over sum of scored time,
   i.e. longer conversations weigh more).
+- **Jaccard error rate** (DIHARD II, ``pyannote.metrics``
+  `JaccardErrorRate`, same collar and overlap settings as DER): per
+  reference speaker, 1 - the Jaccard index with its mapped hypothesis
+  speaker, averaged. Totals: accumulated over every reference speaker of
+  every conversation.
 - **Speaker-count error**: ``|#predicted speakers - #reference speakers|``.
   Totals: the mean over conversations (and the signed mean, which shows
   over- or under-counting).
@@ -132,15 +137,6 @@ def frames_to_segments(
   return cuts[first], cuts[last], labels[first]
 
 
-def _annotation(segments: Segments, uri: str):
-  annotation_cls, segment_cls, _, _ = _import_pyannote()
-  annotation = annotation_cls(uri=uri)
-  for i, (a, b, label) in enumerate(zip(*segments, strict=True)):
-    if b > a:
-      annotation[segment_cls(float(a), float(b)), i] = str(label)
-  return annotation
-
-
 def make_metric(*, collar: float = DEFAULT_COLLAR, skip_overlap: bool = False):
   """A fresh accumulating ``pyannote.metrics`` DiarizationErrorRate."""
   *_, der_cls = _import_pyannote()
@@ -180,8 +176,10 @@ def der(
   _, segment_cls, timeline_cls, _ = _import_pyannote()
   if metric is None:
     metric = make_metric(collar=collar, skip_overlap=skip_overlap)
-  ref = _annotation(reference, uri)
-  hyp = _annotation(hypothesis, uri)
+  from uisrnn_jax import rttm
+
+  ref = rttm.annotation(reference, uri)
+  hyp = rttm.annotation(hypothesis, uri)
   lo, hi = float(np.min(reference[0])), float(np.max(reference[1]))
   uem = timeline_cls([segment_cls(lo, hi)], uri=uri)
   parts = metric(ref, hyp, uem=uem, detailed=True)
