@@ -191,7 +191,8 @@ class LoadAudioTest(absltest.TestCase):
     import soundfile
 
     stereo = np.stack([self.tone, 0.5 * self.tone], axis=1)
-    for ext, fmt in (('wav', 'WAV'), ('flac', 'FLAC'), ('ogg', 'OGG')):
+    formats = (('wav', 'WAV'), ('flac', 'FLAC'), ('ogg', 'OGG'), ('mp3', 'MP3'))
+    for ext, fmt in formats:
       path = os.path.join(self.dir, f'tone.{ext}')
       soundfile.write(path, stereo, 44100, format=fmt)
       wav = audio.load_audio(path)

@@ -115,6 +115,19 @@ class PrepareTest(absltest.TestCase):
     self.assertTrue(np.all(overlapped[near]))
     self.assertFalse(np.any(overlapped[~near]))
 
+  def test_infer_decodes_the_output(self):
+    from uisrnn_jax import checkpoint
+
+    workdir = os.path.join(self.dir, 'run')
+    audio_test.tiny_checkpoint(workdir)
+    state, config = checkpoint.load_inference_state(workdir)
+    ((path, data, predicted),) = experiment.iter_decoded(
+      state, [self.full], config.decode
+    )
+    self.assertEqual(
+      [len(p) for p in predicted], [len(s) for s in data.sequences]
+    )
+
   def test_drop_overlap(self):
     out = os.path.join(self.dir, 'no_overlap.npz')
     prepare.main(
@@ -221,3 +234,36 @@ class PrepareTest(absltest.TestCase):
 
 if __name__ == '__main__':
   absltest.main()
+
+
+@audio_test.needs_audio_extra
+@absltest.skipUnless(
+  os.path.isdir(audio_test.AMI), f'no AMI excerpts at {audio_test.AMI}'
+)
+class AmiPrepareTest(absltest.TestCase):
+  """Real meetings: labels and turns come from the reference RTTM/UEM."""
+
+  def test_development_split(self):
+    ami = audio_test.AMI
+    out = os.path.join(self.create_tempdir().full_path, 'dev.npz')
+    status = prepare.main(
+      [os.path.join(ami, 'dev01.wav'),
+       f'--rttm={os.path.join(ami, "development.rttm")}',
+       f'--uem={os.path.join(ami, "development.uem")}', f'--output={out}']
+    )  # fmt: skip
+    self.assertEqual(status, 0)
+    data = experiment.load_npz(out, observation_dim=256)
+    from uisrnn_jax import rttm
+
+    onsets, offsets, speakers = rttm.read_rttm(
+      os.path.join(ami, 'development.rttm')
+    )['dev01']
+    self.assertEqual(data.ids, ['dev01'])
+    self.assertEqual(set(data.labels[0]), set(speakers))
+    np.testing.assert_allclose(data.turns[0][0], onsets)
+    # Every window lies in reference speech (merged gaps < 0.5 s aside).
+    centres = (data.starts[0] + data.ends[0]) / 2
+    inside = (centres[:, None] >= onsets - 0.5) & (
+      centres[:, None] < offsets + 0.5
+    )
+    self.assertTrue(inside.any(axis=1).all())
