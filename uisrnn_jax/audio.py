@@ -188,7 +188,7 @@ class VadOptions:
       every region on its own.
   """
 
-  threshold: float = 0.5
+  threshold: float = 0.3  # silero's own default is 0.5; see BENCHMARKS.md
   min_speech: float = 0.25
   min_silence: float = 0.1
   speech_pad: float = 0.03
