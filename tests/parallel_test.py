@@ -138,7 +138,7 @@ def _child():
     config=config.decode,
   )
   one = decode.predict_labels(state.params, test_seqs, **kw)
-  sharded = parallel.predict_labels_sharded(
+  sharded = decode.predict_labels(
     state.params, test_seqs, mesh=mesh, batch_size=4, **kw
   )
   out['decode_equal'] = [

@@ -47,8 +47,9 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 from flax import struct
+from jax.sharding import PartitionSpec
 
-from uisrnn_jax import data, errors, model, resegment
+from uisrnn_jax import data, errors, model, parallel, resegment
 
 Params = dict[str, Any]
 
@@ -915,6 +916,27 @@ def length_batches(
   ]
 
 
+@functools.lru_cache(maxsize=16)
+def _sharded_decoder(mesh: jax.sharding.Mesh, settings: DecodeSettings):
+  """`decode_batch` run independently on every device's utterances."""
+  rep, rows = PartitionSpec(), PartitionSpec(parallel.AXIS)
+
+  def local(params, observations, mask, transition_bias, crp_alpha):
+    return decode_batch(
+      params, observations, mask, transition_bias, crp_alpha, settings=settings
+    )
+
+  return jax.jit(
+    jax.shard_map(
+      local,
+      mesh=mesh,
+      in_specs=(rep, rows, rows, rep, rep),
+      out_specs=(rows, rows),
+      check_vma=False,
+    )
+  )
+
+
 def predict_labels(
   params: Params,
   sequences: np.ndarray | Sequence[np.ndarray],
@@ -922,6 +944,7 @@ def predict_labels(
   transition_bias: float,
   crp_alpha: float,
   config: Any,
+  mesh: jax.sharding.Mesh | None = None,
   batch_size: int = 64,
   progress: bool | None = None,
 ) -> list[np.ndarray]:
@@ -930,15 +953,23 @@ def predict_labels(
   Sequences are cast to float32 once, sorted by length, grouped by length
   bucket (``config.bucket``) into batches of at most ``batch_size`` (the
   batch dimension padded to a power of two), and decoded by `decode_batch`.
+  With a ``mesh`` (`uisrnn_jax.parallel.make_mesh`), every batch's
+  utterances are split over its devices (the row count rounded up to a
+  multiple of the device count with all-padding utterances) and each device
+  decodes its rows under `jax.shard_map` with no communication, so the
+  labels equal single-device decoding.
 
   Args:
-    params: model parameters.
+    params: model parameters (replicated to the mesh when there is one).
     sequences: one float[N, D] array or a list of them.
     transition_bias: p0 in (0, 1), as estimated in training.
     crp_alpha: alpha > 0.
     config: the ``decode`` config group (ConfigDict or mapping with the
       `DecodeSettings` fields and optionally ``bucket``), or `DecodeSettings`.
-    batch_size: maximum utterances per compiled call.
+    mesh: split batches over these devices (axis ``parallel.AXIS``); None
+      decodes on the default device.
+    batch_size: maximum utterances per compiled call (over all devices;
+      rounded up to a multiple of the device count).
     progress: show a tqdm bar over batches; None shows it when there is more
       than one batch.
 
@@ -947,10 +978,14 @@ def predict_labels(
     0, 1, ... in order of first appearance.
 
   Raises:
-    TypeError: if a sequence is not a real-valued NumPy array.
-    ValueError: for a sequence that is not 2-D, empty, of the wrong D, or
-      not finite; for p0 outside (0, 1) or alpha <= 0; and, with
-      ``speaker_overflow='error'``, when a hypothesis needed more than
+    errors.SequenceTypeError: (a TypeError) a sequence is not a real-valued
+      NumPy array.
+    errors.InvalidSequenceError: (a ValueError) a sequence that is not 2-D,
+      empty, of the wrong D, or not finite.
+    errors.ConfigError: (a ValueError) p0 outside (0, 1), alpha <= 0, or a
+      bad setting.
+    errors.SpeakerOverflowError: (a ValueError) with
+      ``speaker_overflow='error'``, a hypothesis needed more than
       ``max_speakers`` speakers.
 
   Example:
@@ -967,6 +1002,8 @@ def predict_labels(
   check_priors(transition_bias, crp_alpha)
   if batch_size < 1:
     raise ValueError(f'batch_size must be positive, got {batch_size}')
+  devices = 1 if mesh is None else mesh.devices.size
+  batch_size = -(-batch_size // devices) * devices
   seqs = _validate(sequences, int(params['sigma2'].shape[-1]))
   if not seqs:
     return []
@@ -979,23 +1016,35 @@ def predict_labels(
 
   p0 = np.float32(transition_bias)
   alpha = np.float32(crp_alpha)
+  if mesh is None:
+    run = functools.partial(decode_batch, settings=settings)
+  else:
+    run = _sharded_decoder(mesh, settings)
+    params, p0, alpha = parallel.replicate((params, p0, alpha), mesh)
   results: list[np.ndarray | None] = [None] * len(seqs)
   for length, idx in batches:
     rows = min(batch_size, 1 << (len(idx) - 1).bit_length())
+    rows = -(-rows // devices) * devices
     obs, mask = pad_batch([seqs[i] for i in idx], length, rows)
-    labels, overflowed = jax.device_get(
-      decode_batch(params, obs, mask, p0, alpha, settings=settings)
-    )
+    if mesh is not None:
+      obs, mask = parallel.shard_batch((obs, mask), mesh)
+    labels, overflowed = parallel.to_host(run(params, obs, mask, p0, alpha))
     for row, i in enumerate(idx):
       if overflowed[row]:
         raise errors.SpeakerOverflowError(
-          f'sequence {i} needs more than max_speakers={settings.max_speakers} '
-          "speakers in a surviving hypothesis (speaker_overflow='error'); "
-          'raise config.decode.max_speakers or set '
-          "speaker_overflow='disallow'"
+          overflow_message(f'sequence {i}', settings.max_speakers)
         )
       results[i] = labels[row, : len(seqs[i])].astype(np.int32)
   return results
+
+
+def overflow_message(what: str, max_speakers: int) -> str:
+  """The `errors.SpeakerOverflowError` message for ``what`` (a sequence)."""
+  return (
+    f'{what} needs more than max_speakers={max_speakers} speakers in a '
+    "surviving hypothesis (speaker_overflow='error'); raise "
+    "config.decode.max_speakers or set speaker_overflow='disallow'"
+  )
 
 
 __all__ = [
@@ -1014,6 +1063,7 @@ __all__ = [
   'input_projection',
   'length_batches',
   'make_constants',
+  'overflow_message',
   'pad_batch',
   'predict_labels',
   'renumber',

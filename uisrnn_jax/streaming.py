@@ -34,6 +34,7 @@ import numpy as np
 from flax import struct
 
 from uisrnn_jax import decode as decode_lib
+from uisrnn_jax import errors
 
 Params = dict[str, Any]
 
@@ -295,10 +296,11 @@ def push(
 
   Raises:
     TypeError: if the chunk is not a real-valued array.
-    ValueError: for a wrong shape or non-finite values, and, with
-      ``speaker_overflow='error'``, when a surviving hypothesis needed more
-      than ``max_speakers`` speakers (the returned state is then unusable;
-      the previous one is unchanged).
+    ValueError: for a wrong shape or non-finite values.
+    errors.SpeakerOverflowError: (a ValueError) with
+      ``speaker_overflow='error'``, a surviving hypothesis needed more than
+      ``max_speakers`` speakers (the returned state is then unusable; the
+      previous one is unchanged).
   """
   dim = state.pending.shape[-1]
   chunk = np.asarray(chunk)
@@ -325,10 +327,8 @@ def push(
   mask = np.arange(length) < len(chunk)
   state, labels = update_jit(params, state, padded, mask)
   if bool(state.overflowed):
-    raise ValueError(
-      f'the stream needs more than max_speakers={state.settings.max_speakers} '
-      "speakers in a surviving hypothesis (speaker_overflow='error'); raise "
-      "max_speakers or set speaker_overflow='disallow'"
+    raise errors.SpeakerOverflowError(
+      decode_lib.overflow_message('the stream', state.settings.max_speakers)
     )
   return state, np.asarray(labels, np.int32)[:total]  # slice on the host
 
