@@ -6,7 +6,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from jax_testing import compile_log
 
-from uisrnn_jax import decode, model, streaming
+from uisrnn_jax import decode, errors, model, streaming
 
 D, H = 4, 8
 
@@ -139,7 +139,7 @@ class StreamingTest(parameterized.TestCase):
     )
     # Two far-apart observations: a second speaker survives in the beam.
     chunk = np.array([[5.0] * D, [-5.0] * D], np.float32)
-    with self.assertRaisesRegex(ValueError, 'max_speakers=1'):
+    with self.assertRaisesRegex(errors.SpeakerOverflowError, 'max_speakers=1'):
       streaming.push(params, state, chunk)
 
   def test_validation(self):

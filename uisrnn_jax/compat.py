@@ -54,7 +54,7 @@ import numpy as np
 from absl import logging
 from flax import serialization
 
-from uisrnn_jax import checkpoint, data, decode, defaults, train
+from uisrnn_jax import checkpoint, data, decode, defaults, errors, train
 from uisrnn_jax import model as model_lib
 
 MODEL_FORMAT = 'uisrnn_jax.model'
@@ -587,9 +587,9 @@ class UISRNN:
           crp_alpha=self.crp_alpha,
           config=config,
         )
-      except ValueError as e:
+      except errors.SpeakerOverflowError:
         # Only the speaker-slot overflow is retried, with twice the slots.
-        if 'max_speakers' not in str(e) or config.max_speakers >= bound:
+        if config.max_speakers >= bound:
           raise
         config.max_speakers = min(2 * config.max_speakers, bound)
         self.logger.print(
