@@ -18,7 +18,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from jax_testing import compile_log
 
-from uisrnn_jax import decode, model
+from uisrnn_jax import decode, errors, model
 
 D, H = 4, 8
 
@@ -581,6 +581,36 @@ class ValidationTest(parameterized.TestCase):
     self.assertEqual(s.test_iteration, cfg.test_iteration)
     self.assertEqual(s.max_speakers, cfg.max_speakers)
     self.assertEqual(s.num_slots, cfg.max_speakers + cfg.look_ahead)
+
+  def test_settings_are_the_schema_decode_group(self):
+    # One table (config_check.SCHEMA) and one default (defaults.py) per
+    # field: the settings are the decode group less its host-side fields.
+    from uisrnn_jax import config_check, defaults  # noqa: PLC0415
+
+    fields = {f.name for f in dataclasses.fields(decode.DecodeSettings)}
+    self.assertEqual(
+      fields | set(decode.HOST_FIELDS), set(config_check.SCHEMA['decode'])
+    )
+    want = defaults.get_config().decode
+    got = decode.DecodeSettings()
+    for name in fields:
+      self.assertEqual(getattr(got, name), want[name], name)
+
+  def test_settings_checks_are_the_config_checks(self):
+    with self.assertRaisesRegex(
+      errors.ConfigTypeError, 'beam_size must be an int'
+    ):
+      decode.DecodeSettings(beam_size='3')
+    with self.assertRaises(TypeError):  # still a TypeError, as before
+      decode.DecodeSettings(look_ahead=1.0)
+    with self.assertRaisesRegex(
+      errors.ConfigError, 'test_iteration must be >= 1'
+    ):
+      decode.DecodeSettings(test_iteration=0)
+    # NumPy ints are accepted and stored as Python ints (one jit cache key).
+    s = decode.DecodeSettings(beam_size=np.int64(4))
+    self.assertIs(type(s.beam_size), int)
+    self.assertEqual(s, decode.DecodeSettings(beam_size=4))
 
   def test_from_config_reads_seed_namespace(self):
     args = types.SimpleNamespace(beam_size=4, look_ahead=2, test_iteration=1)

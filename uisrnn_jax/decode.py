@@ -49,25 +49,30 @@ import tqdm
 from flax import struct
 from jax.sharding import PartitionSpec
 
-from uisrnn_jax import data, errors, model, parallel, resegment
+from uisrnn_jax import (
+  config_check,
+  data,
+  defaults,
+  errors,
+  model,
+  parallel,
+  resegment,
+)
 
 Params = dict[str, Any]
 
-_OVERFLOW_POLICIES = ('error', 'disallow')
-_MEAN_RULES = ('reference', 'cumulative')
-# Integer settings and their least allowed value.
-_INT_FIELDS = {
-  'beam_size': 1,
-  'look_ahead': 1,
-  'test_iteration': 1,
-  'max_speakers': 1,
-  'resegment_iterations': 0,
-}
+_DEFAULTS = defaults.get_config().decode
+# Fields of the ``decode`` config group that only the host API reads.
+HOST_FIELDS = ('bucket',)
 
 
 @dataclasses.dataclass(frozen=True)
 class DecodeSettings:
   """Static decoding settings (hashable, so they can be a static jit arg).
+
+  The fields are the ``decode`` config group's (less `HOST_FIELDS`):
+  defaults from `uisrnn_jax.defaults`, checks from
+  `uisrnn_jax.config_check.SCHEMA`.
 
   Attributes:
     beam_size: K, hypotheses kept after every chunk.
@@ -85,30 +90,20 @@ class DecodeSettings:
       streaming decoder refuses it); 0 turns it off.
   """
 
-  beam_size: int = 10
-  look_ahead: int = 1
-  test_iteration: int = 2
-  max_speakers: int = 16
-  speaker_overflow: str = 'error'
-  mean_rule: str = 'reference'
-  resegment_iterations: int = 0
+  beam_size: int = _DEFAULTS.beam_size
+  look_ahead: int = _DEFAULTS.look_ahead
+  test_iteration: int = _DEFAULTS.test_iteration
+  max_speakers: int = _DEFAULTS.max_speakers
+  speaker_overflow: str = _DEFAULTS.speaker_overflow
+  mean_rule: str = _DEFAULTS.mean_rule
+  resegment_iterations: int = _DEFAULTS.resegment_iterations
 
   def __post_init__(self):
-    for name, least in _INT_FIELDS.items():
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f'{name} must be an int, got {value!r}')
-      if value < least:
-        raise ValueError(f'{name} must be >= {least}, got {value}')
-    if self.speaker_overflow not in _OVERFLOW_POLICIES:
-      raise ValueError(
-        f'speaker_overflow must be one of {_OVERFLOW_POLICIES}, got '
-        f'{self.speaker_overflow!r}'
+    for field in dataclasses.fields(self):
+      value = config_check.check_field(
+        f'decode.{field.name}', getattr(self, field.name), where=field.name
       )
-    if self.mean_rule not in _MEAN_RULES:
-      raise ValueError(
-        f'mean_rule must be one of {_MEAN_RULES}, got {self.mean_rule!r}'
-      )
+      object.__setattr__(self, field.name, value)
 
   @property
   def num_slots(self) -> int:
@@ -996,9 +991,8 @@ def predict_labels(
   settings = DecodeSettings.from_config(config)
   bucket = 64
   if not isinstance(config, DecodeSettings):
-    bucket = int(_config_get(config, 'bucket') or bucket)
-  if bucket < 1:
-    raise ValueError(f'bucket must be positive, got {bucket}')
+    bucket = _config_get(config, 'bucket') or bucket
+  bucket = config_check.check_field('decode.bucket', bucket, where='bucket')
   check_priors(transition_bias, crp_alpha)
   if batch_size < 1:
     raise ValueError(f'batch_size must be positive, got {batch_size}')
@@ -1048,6 +1042,7 @@ def overflow_message(what: str, max_speakers: int) -> str:
 
 
 __all__ = [
+  'HOST_FIELDS',
   'Beam',
   'Constants',
   'Nodes',
