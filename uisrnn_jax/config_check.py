@@ -167,6 +167,8 @@ SCHEMA: dict[str, Any] = {
     'mean_rule': choice('reference', 'cumulative'),
     'resegment_iterations': integer(0),
     'bucket': integer(1),
+    'min_speakers': integer(1),
+    'num_speakers': integer(1, optional=True),
   },
   'data': {
     'train_path': string,
@@ -189,6 +191,8 @@ OPTIONAL_FIELDS = {
   ('train', 'steps_per_shard'),
   ('data', 'train_shards'),
   ('decode', 'resegment_iterations'),
+  ('decode', 'min_speakers'),
+  ('decode', 'num_speakers'),
 }
 
 
