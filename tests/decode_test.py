@@ -554,6 +554,11 @@ class SpeakerCountTest(parameterized.TestCase):
       config=config,
     )[0]
 
+  def _reference(self, **kw):
+    return brute_force_decode(
+      tracking_params(), self._sequence(), p0=0.3, alpha=1.0, beam_size=3, **kw
+    )
+
   def test_unconstrained_finds_three(self):
     np.testing.assert_array_equal(self._decode(), self.ids)
 
@@ -562,14 +567,7 @@ class SpeakerCountTest(parameterized.TestCase):
 
   def test_max_two_merges_the_third_speaker(self):
     got = self._decode(max_speakers=2)
-    want, most = brute_force_decode(
-      tracking_params(),
-      self._sequence(),
-      p0=0.3,
-      alpha=1.0,
-      beam_size=3,
-      cap=2,
-    )
+    want, most = self._reference(cap=2)
     np.testing.assert_array_equal(got, want)
     self.assertLessEqual(most, 2)
     self.assertEqual(set(got.tolist()), {0, 1})
@@ -579,14 +577,7 @@ class SpeakerCountTest(parameterized.TestCase):
 
   def test_min_four_splits_a_speaker(self):
     got = self._decode(min_speakers=4)
-    want, _ = brute_force_decode(
-      tracking_params(),
-      self._sequence(),
-      p0=0.3,
-      alpha=1.0,
-      beam_size=3,
-      least=4,
-    )
+    want, _ = self._reference(least=4)
     np.testing.assert_array_equal(got, want)
     self.assertLen(set(got.tolist()), 4)
     self.assertTrue(refines(got, self.ids), got)  # splits, never merges

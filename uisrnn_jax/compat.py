@@ -483,7 +483,10 @@ class UISRNN:
     Speaker slots: ``args.max_speakers`` (ours; default 16) per hypothesis;
     a sequence needing more is decoded again with twice as many, up to its
     length times ``test_iteration``, so the number of speakers is unbounded
-    as in the seed.
+    as in the seed. Every ``decode`` config field may be given in ``args``,
+    among them pyannote's speaker count (`decode.speaker_count_config`):
+    ``num_speakers`` (exactly that many), ``min_speakers``, and a maximum
+    as ``max_speakers`` with ``speaker_overflow='disallow'``.
 
     For example, one utterance of five observations::
 
@@ -996,11 +999,10 @@ class OnlinePredictor:
     chunk = chunk.astype(np.float32)
     try:
       self._state, labels = streaming_lib.push(self._params, self._state, chunk)
-    except ValueError:
-      # The chunk passed the checks streaming.push makes, so its ValueError
-      # is a speaker-slot overflow (errors.SpeakerOverflowError): replay
-      # the whole sequence with more slots. At most one speaker per
-      # observation, so the total length of slots never overflows.
+    except errors.SpeakerOverflowError:
+      # A speaker-slot overflow: replay the whole sequence with more slots.
+      # At most one speaker per observation, so the total length of slots
+      # never overflows.
       total = self.num_observations + len(chunk)
       if self._config.max_speakers >= total:
         raise
@@ -1022,6 +1024,6 @@ class OnlinePredictor:
       try:
         self._state, labels = streaming_lib.push(self._params, state, sequence)
         return labels
-      except ValueError:
+      except errors.SpeakerOverflowError:
         if self._config.max_speakers >= total:
           raise

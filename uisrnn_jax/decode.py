@@ -26,6 +26,13 @@ Layout on fixed shapes (``google/flax: examples/wmt/decode.py``):
   of similar length share one compiled program, and batches are vmapped.
 * Costs of dead hypotheses are +inf; no subtraction of costs happens, so no
   inf - inf. Costs accumulate in float32, as in the reference.
+* Speaker count (pyannote's ``num_speakers``/``min_speakers``/
+  ``max_speakers``, `speaker_count_config`): the maximum is the slot count
+  with ``speaker_overflow='disallow'``; the minimum prunes, inside the step,
+  the candidates that can no longer reach it in the returned copy.
+* `predict_labels` is the one host loop (validation, length batches,
+  overflow errors), on one device or, given a mesh, with every batch's
+  utterances split over its devices.
 
 Shape letters: B batch, T time, D observation_dim, H hidden size, L depth,
 K beam size, S speaker slots, A look_ahead.
