@@ -37,6 +37,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from uisrnn_jax import config_check, errors
+
 AXIS = 'data'
 
 __all__ = [
@@ -82,15 +84,15 @@ def mesh_from_config(num_devices: int = 0) -> Mesh | None:
     A mesh when more than one device is used, else None.
 
   Raises:
-    ValueError: negative, or more devices than are visible.
+    errors.ConfigError: not an int (`errors.ConfigTypeError`, also a
+      TypeError), negative, or more devices than are visible.
   """
   available = jax.devices()
-  if isinstance(num_devices, bool) or not isinstance(
-    num_devices, (int, np.integer)
-  ):
-    raise TypeError(f'train.num_devices must be an int, got {num_devices!r}')
-  if num_devices < 0 or num_devices > len(available):
-    raise ValueError(
+  num_devices = config_check.check_field(
+    'train.num_devices', num_devices, where='train.num_devices'
+  )
+  if num_devices > len(available):
+    raise errors.ConfigError(
       f'train.num_devices={num_devices}, but {len(available)} device(s) are '
       'visible (0 means all)'
     )
