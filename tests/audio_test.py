@@ -336,6 +336,22 @@ class DiarizeTest(absltest.TestCase):
     )
     self.assertBetween(row['jer'], 0.0, 1.0)
 
+  def test_speaker_count(self):
+    # The untrained model over-counts (see the CLI test); the count options
+    # act inside the beam search.
+    model = audio.load_model(self.workdir)
+    free = audio.diarize(self.wav_path, model)
+    self.assertGreater(len(free.labels()), 2)
+    for kw, count in (({'num_speakers': 2}, 2), ({'max_speakers': 1}, 1)):
+      with self.subTest(**kw):
+        annotation = audio.diarize(self.wav_path, self.workdir, **kw)
+        self.assertLen(annotation.labels(), count)
+    status = audio.main(
+      [self.wav_path, f'--workdir={self.workdir}', '--min_speakers=3',
+       '--max_speakers=2']
+    )  # fmt: skip
+    self.assertEqual(status, 1)
+
   def test_no_speech_warns(self):
     with warnings.catch_warnings(record=True) as caught:
       warnings.simplefilter('always')

@@ -663,6 +663,9 @@ def load_model(
   workdir_or_checkpoint: str | None,
   *,
   decode_overrides: dict[str, Any] | None = None,
+  num_speakers: int | None = None,
+  min_speakers: int | None = None,
+  max_speakers: int | None = None,
 ) -> Model:
   """The model `diarize` decodes with.
 
@@ -672,12 +675,15 @@ def load_model(
       found; there is none yet, so it is an error.)
     decode_overrides: ``decode`` config fields to change (e.g.
       ``{'beam_size': 4}``); the run's stored config otherwise.
+    num_speakers, min_speakers, max_speakers: speaker count inside the
+      beam search (pyannote's names; `decode.speaker_count_config`).
 
   Raises:
     errors.CheckpointError: no model given or no usable checkpoint.
+    errors.ConfigError: an impossible speaker count.
     ValueError: a model whose observation_dim is not 256.
   """
-  from uisrnn_jax import checkpoint
+  from uisrnn_jax import checkpoint, decode
 
   if workdir_or_checkpoint is None:
     raise checkpoint.CheckpointError(
@@ -695,6 +701,12 @@ def load_model(
   if decode_overrides:
     decode_config = decode_config.copy_and_resolve_references()
     decode_config.update(decode_overrides)
+  decode_config = decode.speaker_count_config(
+    decode_config,
+    num_speakers=num_speakers,
+    min_speakers=min_speakers,
+    max_speakers=max_speakers,
+  )
   return Model(state, decode_config, workdir_or_checkpoint)
 
 
@@ -731,6 +743,9 @@ def diarize(
   min_coverage: float = DEFAULT_MIN_COVERAGE,
   device: str = 'cpu',
   decode_overrides: dict[str, Any] | None = None,
+  num_speakers: int | None = None,
+  min_speakers: int | None = None,
+  max_speakers: int | None = None,
   uri: str | None = None,
   timings: dict[str, float] | None = None,
 ) -> Any:
@@ -740,7 +755,8 @@ def diarize(
     path: the audio file.
     model: a `Model` from `load_model`, or a run directory / checkpoint.
     vad, rate, min_coverage, device: see `embed_audio`.
-    decode_overrides: see `load_model` (only when ``model`` is a path).
+    decode_overrides, num_speakers, min_speakers, max_speakers: see
+      `load_model` (only when ``model`` is a path).
     uri: the Annotation's uri (default: the file name without extension).
     timings: if given, filled with seconds per stage (``load``, ``vad``,
       ``encoder``, ``decode``).
@@ -758,7 +774,13 @@ def diarize(
   from uisrnn_jax import rttm
 
   if not isinstance(model, Model):
-    model = load_model(model, decode_overrides=decode_overrides)
+    model = load_model(
+      model,
+      decode_overrides=decode_overrides,
+      num_speakers=num_speakers,
+      min_speakers=min_speakers,
+      max_speakers=max_speakers,
+    )
   embedded = embed_audio(
     path, vad=vad, rate=rate, min_coverage=min_coverage, device=device
   )
@@ -892,6 +914,12 @@ def _parser() -> argparse.ArgumentParser:
   add_vad_flags(parser)
   parser.add_argument('--device', default='cpu', help='torch device')
   parser.add_argument('--beam_size', type=int, help='decode.beam_size')
+  for name, what in (
+    ('num_speakers', 'exactly this many speakers'),
+    ('min_speakers', 'at least this many speakers'),
+    ('max_speakers', 'at most this many speakers'),
+  ):
+    parser.add_argument(f'--{name}', type=int, help=f'{what} (beam search)')
   group = parser.add_argument_group('evaluation')
   group.add_argument(
     '--reference', help='reference RTTM file(s), comma-separated'
@@ -962,7 +990,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.uem:
       uems = rttm.read_uem(args.uem)
     overrides = {} if args.beam_size is None else {'beam_size': args.beam_size}
-    model = load_model(args.workdir, decode_overrides=overrides)
+    model = load_model(
+      args.workdir,
+      decode_overrides=overrides,
+      num_speakers=args.num_speakers,
+      min_speakers=args.min_speakers,
+      max_speakers=args.max_speakers,
+    )
     for path in paths:  # fail on a bad file before anything is written
       check_audio(path)
     if references is not None:
