@@ -177,6 +177,46 @@ class WindowsAndTurnsTest(absltest.TestCase):
       audio.VadOptions(min_silence=-1)
 
 
+FIXTURE = os.path.join(
+  os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'encoder_expected.npz'
+)
+
+
+class EncoderParityTest(absltest.TestCase):
+  """Our encoder against resemblyzer 0.1.4's own output on real speech.
+
+  tests/fixtures/make_encoder_fixture.py recorded what resemblyzer computes
+  (its volume normalisation, mel spectrogram and ``embed_utterance``
+  partials) on 4 s of LibriSpeech; resemblyzer is not imported here.
+  """
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    with np.load(FIXTURE, allow_pickle=False) as z:
+      cls.expected = {k: z[k] for k in z.files}
+
+  def test_volume_gain_and_mel_spectrogram(self):
+    wav = self.expected['wav']
+    self.assertAlmostEqual(
+      audio.volume_gain(wav), float(self.expected['gain']), places=5
+    )
+    mel = audio.mel_spectrogram(audio.normalize_volume(wav))
+    self.assertEqual(mel.shape, self.expected['mel'].shape)
+    np.testing.assert_allclose(mel, self.expected['mel'], rtol=2e-4, atol=1e-6)
+
+  @needs_audio_extra
+  def test_window_embeddings(self):
+    wav = self.expected['wav']
+    embedded = audio.embed_audio(wav, vad=None, rate=2.5, min_coverage=0.5)
+    np.testing.assert_allclose(
+      embedded.starts * SR, self.expected['slice_starts'], atol=0.5
+    )
+    np.testing.assert_allclose(
+      embedded.embeddings, self.expected['partials'], atol=1e-5
+    )
+
+
 @needs_audio_extra
 class LoadAudioTest(absltest.TestCase):
   """Formats, rates, channels and bad files (audio the test makes)."""
