@@ -11,6 +11,7 @@ from jax_testing import run_python
 
 from configs import toy
 from uisrnn_jax import checkpoint, errors, evals, experiment, train
+from uisrnn_jax import dataset as dataset_lib
 
 DIM = 4
 
@@ -107,7 +108,7 @@ class InferScriptTest(absltest.TestCase):
       '--plot_index=1',
     )
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-    data = experiment.load_npz(self.a)
+    data = dataset_lib.load_npz(self.a)
     with np.load(out, allow_pickle=False) as z:
       predicted, offsets = z['predicted'], z['offsets']
     self.assertEqual(predicted.dtype, np.int32)
@@ -167,14 +168,14 @@ class InputFilesTest(absltest.TestCase):
       os.path.join(d.full_path, 'a.npz'),
       os.path.join(d.full_path, 'b.npz'),
     )
-    self.assertEqual(experiment.input_files(d.full_path), [a, b])
-    self.assertEqual(experiment.input_files(f'{b}, {a}'), [b, a])
-    self.assertEqual(experiment.input_files(a), [a])
+    self.assertEqual(dataset_lib.input_files(d.full_path), [a, b])
+    self.assertEqual(dataset_lib.input_files(f'{b}, {a}'), [b, a])
+    self.assertEqual(dataset_lib.input_files(a), [a])
     with self.assertRaisesRegex(errors.InputFileNotFoundError, 'missing.npz'):
-      experiment.input_files(f'{a},{d.full_path}/missing.npz')
+      dataset_lib.input_files(f'{a},{d.full_path}/missing.npz')
     empty = self.create_tempdir().full_path
     with self.assertRaisesRegex(errors.InputFileNotFoundError, 'no .npz'):
-      experiment.input_files(empty)
+      dataset_lib.input_files(empty)
 
   def test_bad_file_raises_before_anything_is_decoded(self):
     d = self.create_tempdir().full_path

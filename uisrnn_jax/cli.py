@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from uisrnn_jax import checkpoint, config_check, errors, experiment
+from uisrnn_jax import dataset as dataset_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', None, 'Path to a config file.'
@@ -188,10 +189,10 @@ def infer_main(argv: list[str]) -> None:
   dim = int(state.params['sigma2'].shape[-1])
   try:
     if _INPUT.value:
-      inputs = experiment.input_files(_INPUT.value)
+      inputs = dataset_lib.input_files(_INPUT.value)
       many = len(inputs) > 1 or os.path.isdir(_INPUT.value)
       if _PLOT.value:  # refuse a bad --plot_index before writing anything
-        counts = [experiment.count_conversations(p) for p in inputs]
+        counts = [dataset_lib.count_conversations(p) for p in inputs]
         if None not in counts and _PLOT_INDEX.value >= sum(counts):
           raise SystemExit(
             f'error: --plot_index={_PLOT_INDEX.value} but the inputs hold '

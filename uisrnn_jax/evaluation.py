@@ -34,8 +34,8 @@ frame counts).
 ``pyannote.metrics`` is imported lazily (``pip install pyannote.metrics``),
 so the rest of the package works without it.
 
->>> from uisrnn_jax import evaluation, experiment
->>> data = experiment.load_npz('dev.npz')                        # doctest: +SKIP
+>>> from uisrnn_jax import dataset, evaluation
+>>> data = dataset.load_npz('dev.npz')                          # doctest: +SKIP
 >>> report = evaluation.evaluate(data, predicted, collar=0.25)  # doctest: +SKIP
 >>> print(report.table())                                       # doctest: +SKIP
 """
@@ -380,7 +380,7 @@ def evaluate(
   """Scores predicted labels against a labelled dataset.
 
   Args:
-    dataset: an `experiment.Dataset` with ``labels`` (and, for DER in
+    dataset: a `dataset.Dataset` with ``labels`` (and, for DER in
       seconds, ``starts``/``ends``; exact ``turns`` are used when present).
     predicted: one int[N_c] label array per conversation.
     collar: DER collar in seconds, total width (see the module docstring).
