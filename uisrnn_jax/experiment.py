@@ -20,6 +20,7 @@ from uisrnn_jax import (
   config_check,
   decode,
   evals,
+  metric_writers,
   parallel,
   shards,
   toy,
@@ -156,7 +157,9 @@ def train_and_evaluate(
         parallel.to_host(s)  # the gather every process must join
 
   writer = (
-    evals.JsonlWriter(os.path.join(workdir, METRICS_FILE)) if writes else None
+    metric_writers.JsonlWriter(os.path.join(workdir, METRICS_FILE))
+    if writes
+    else None
   )
   try:
     if train_data is None:  # shards: one at a time, estimates per shard

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from uisrnn_jax import evals, evaluation
+from uisrnn_jax import evals, evaluation, metric_writers
 
 # Metric-log keys drawn by `plot_loss_curves`, in panel order.
 LOSS_KEYS = ('loss', 'nll', 'sigma2_prior', 'regularization')
@@ -167,7 +167,7 @@ def _records(
   metrics: str | os.PathLike[str] | Iterable[Mapping[str, Any]],
 ) -> list[Mapping[str, Any]]:
   if isinstance(metrics, (str, os.PathLike)):
-    metrics = evals.read_jsonl(metrics)
+    metrics = metric_writers.read_jsonl(metrics)
   by_step = {}
   for record in metrics:  # a resumed run may log a step twice: keep the last
     by_step[int(record['step'])] = record
@@ -183,7 +183,7 @@ def plot_loss_curves(
   """Training loss components over steps, one panel per component.
 
   Args:
-    metrics: the run's ``metrics.jsonl`` (as written by `evals.JsonlWriter`
+    metrics: the run's ``metrics.jsonl`` (as written by `metric_writers.JsonlWriter`
       during training) or its records, dicts with ``step`` and scalars.
     keys: components to draw, in panel order; keys no record has are
       skipped (default: total loss, NLL, sigma2 prior, regularisation).

@@ -17,7 +17,7 @@ from absl import logging
 from flax import struct
 
 from uisrnn_jax import data as data_lib
-from uisrnn_jax import estimators, evals, losses, model, parallel
+from uisrnn_jax import estimators, losses, metric_writers, model, parallel
 
 Params = model.Params
 Metrics = dict[str, jax.Array]
@@ -218,7 +218,7 @@ def fit(
   *,
   num_steps: int | None = None,
   seed: int | None = None,
-  writer: evals.MetricWriter | None = None,
+  writer: metric_writers.MetricWriter | None = None,
   progress: bool | None = None,
   on_step: Callable[[TrainState], None] | None = None,
   update_estimates: bool = True,
