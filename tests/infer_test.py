@@ -190,5 +190,66 @@ class InputFilesTest(absltest.TestCase):
       next(stream)
 
 
+class InferTest(absltest.TestCase):
+  """`experiment.infer`, the library side of infer.py."""
+
+  def setUp(self):
+    super().setUp()
+    self.dir = self.create_tempdir().full_path
+    self.workdir = os.path.join(self.dir, 'run')
+    _write_checkpoint(self.workdir)
+    self.config = toy.get_config()
+    self.config.decode.beam_size = 2
+    self.a = _write_npz(os.path.join(self.dir, 'a.npz'), [['x', 'y', 'x']])
+
+  def test_results_and_callback(self):
+    calls = []
+    out = os.path.join(self.dir, 'pred.json')
+    result = experiment.infer(
+      self.config,
+      self.workdir,
+      inputs=self.a,
+      output=out,
+      on_file=lambda result, file: calls.append((result.many, file.path)),
+    )
+    self.assertEqual(calls, [(False, self.a)])
+    (file,) = result.files
+    self.assertEqual(
+      (file.path, file.output, file.num_sequences), (self.a, out, 1)
+    )
+    self.assertTrue(os.path.exists(out))
+    if file.report is None:  # no pyannote.metrics: accuracies instead
+      self.assertLen(result.accuracies, 1)
+    else:
+      self.assertIs(result.report.rows[0], file.report.rows[0])
+
+  def test_bad_arguments_fail_before_anything_is_written(self):
+    other = os.path.join(self.dir, 'other')
+    os.makedirs(other)
+    same_name = _write_npz(os.path.join(other, 'a.npz'), [['x', 'y']])
+    for kwargs, message in (
+      (dict(plot='t.png', plot_index=-1), 'plot_index must be >= 0'),
+      (dict(plot='t.png', plot_index=1), 'inputs hold 1 conversations'),
+      (
+        dict(inputs=f'{self.a},{same_name}', output='out/'),
+        'would collide',
+      ),
+      (dict(inputs=self.dir, output=self.dir), 'would overwrite input'),
+    ):
+      with self.subTest(message):
+        kwargs = {'inputs': self.a, **kwargs}
+        if 'plot' in kwargs:
+          kwargs['plot'] = os.path.join(self.dir, kwargs['plot'])
+        before = sorted(os.listdir(self.dir))
+        with self.assertRaisesRegex(errors.ArgumentError, message):
+          experiment.infer(self.config, self.workdir, **kwargs)
+        self.assertEqual(sorted(os.listdir(self.dir)), before)
+    config = toy.get_config()
+    config.model.observation_dim = DIM
+    config.data.train_path = self.a
+    with self.assertRaisesRegex(errors.ConfigError, 'nothing to decode'):
+      experiment.infer(config, self.workdir)
+
+
 if __name__ == '__main__':
   absltest.main()

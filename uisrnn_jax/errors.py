@@ -30,6 +30,9 @@ exception                   raised when
 `DataFormatError`           an input file is not the documented ``.npz``
 `InputFileNotFoundError`    an input file does not exist (also a
                             ``FileNotFoundError``)
+`ArgumentError`             an argument of a whole run cannot be used (an
+                            output that would overwrite an input, a plot
+                            index beyond the conversations)
 ==========================  ===============================================
 
 A sequence of length 1 is valid everywhere: in training it is a speaker
@@ -81,7 +84,12 @@ class InputFileNotFoundError(DataFormatError, FileNotFoundError):
   """An input file does not exist."""
 
 
+class ArgumentError(UISRNNJaxError):
+  """An argument of a run (e.g. infer's output or plot index) is unusable."""
+
+
 __all__ = [
+  'ArgumentError',
   'CheckpointError',
   'ConfigError',
   'DataFormatError',

@@ -6,6 +6,8 @@ takes a config and paths, nothing global.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import os
 from typing import Any
@@ -20,6 +22,7 @@ from uisrnn_jax import (
   config_check,
   decode,
   evals,
+  evaluation,
   metric_writers,
   parallel,
   shards,
@@ -29,7 +32,7 @@ from uisrnn_jax import data as data_lib
 from uisrnn_jax import dataset as dataset_lib
 from uisrnn_jax import train as train_lib
 from uisrnn_jax.dataset import Dataset
-from uisrnn_jax.errors import ConfigError, DataFormatError
+from uisrnn_jax.errors import ArgumentError, ConfigError, DataFormatError
 
 METRICS_FILE = 'metrics.jsonl'
 
@@ -245,8 +248,6 @@ def write_predictions(
     }
     payload = json.dumps(record).encode()
   else:
-    import io
-
     buf = io.BytesIO()
     np.savez_compressed(buf, predicted=flat, offsets=dataset.offsets)
     payload = buf.getvalue()
@@ -381,3 +382,213 @@ def iter_decoded(
       yield path, dataset, predicted
   finally:
     bar.close()
+
+
+TEST_SPLIT = 'config test split'
+
+
+@dataclasses.dataclass
+class FileResult:
+  """One decoded input of `infer`.
+
+  Attributes:
+    path: the input file (`TEST_SPLIT` for the config's test split).
+    num_sequences: its conversations.
+    output: where its labels were written, or None.
+    report: its `evaluation.Report` (labelled input, pyannote.metrics
+      installed), else None.
+  """
+
+  path: str
+  num_sequences: int
+  output: str | None = None
+  report: Any = None
+
+
+@dataclasses.dataclass
+class InferenceResult:
+  """What `infer` did and measured.
+
+  Attributes:
+    files: one `FileResult` per input, in order.
+    many: several inputs (or a directory): results are worth showing per
+      file.
+    report: `evaluation.combine` of the files' reports (None without
+      labels or without pyannote.metrics).
+    accuracies: ``(conversation, frame accuracy)`` of every labelled
+      conversation when DER cannot be computed (no pyannote.metrics), else
+      empty.
+    plotted: the conversation drawn by ``plot``, or None.
+  """
+
+  files: list[FileResult]
+  many: bool
+  report: Any = None
+  accuracies: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+  plotted: str | None = None
+
+
+def output_paths(
+  inputs: list[str], output: str | None, many: bool
+) -> list[str | None]:
+  """Where `infer` writes each input's labels (None: nowhere).
+
+  Args:
+    inputs: the input files.
+    output: a file (one input), a directory (created; one file per input,
+      named like it), or None.
+    many: treat ``output`` as a directory even without a trailing ``/``.
+
+  Raises:
+    errors.ArgumentError: two inputs share a file name, or an output would
+      overwrite its input.
+  """
+  if not output:
+    return [None] * len(inputs)
+  as_directory = many or os.path.isdir(output) or output.endswith(os.sep)
+  if not as_directory:
+    return [output]
+  names = [os.path.basename(p) for p in inputs]
+  if len(set(names)) != len(names):
+    raise ArgumentError(
+      f'inputs share file names, so their outputs in {output} would '
+      f'collide: {sorted(names)}'
+    )
+  outputs = [os.path.join(output, n) for n in names]
+  for src, dst in zip(inputs, outputs):
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+      raise ArgumentError(f'output {output} would overwrite input {src}')
+  os.makedirs(output, exist_ok=True)
+  return outputs
+
+
+def timeline_args(
+  dataset: Dataset, predicted: list[np.ndarray], c: int
+) -> dict[str, Any]:
+  """Arguments of `plots.plot_timeline` for conversation ``c``."""
+  return dict(
+    ref_labels=None if dataset.labels is None else dataset.labels[c],
+    pred_labels=predicted[c],
+    starts=None if dataset.starts is None else dataset.starts[c],
+    ends=None if dataset.ends is None else dataset.ends[c],
+    title=dataset.ids[c] if dataset.ids else f'seq{c}',
+  )
+
+
+def infer(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  inputs: str | None = None,
+  output: str | None = None,
+  collar: float = evaluation.DEFAULT_COLLAR,
+  plot: str | None = None,
+  plot_index: int = 0,
+  on_file: Any = None,
+) -> InferenceResult:
+  """Decodes inputs with a run's newest checkpoint, writes and scores them.
+
+  What ``infer.py`` does. Inputs are decoded one file at a time (bounded
+  memory; see `iter_decoded`); every argument and input file is checked
+  before anything is decoded or written.
+
+  Args:
+    config: the config (its ``decode`` group decodes; without ``inputs``,
+      its test split is decoded).
+    workdir: the run directory (or a checkpoint file).
+    inputs: ``.npz`` files as `dataset.input_files` takes them, or None.
+    output: where labels go (see `output_paths` and `write_predictions`).
+    collar: DER collar in seconds, total width (see `evaluation`).
+    plot: a PNG file for a timeline of one conversation, or None.
+    plot_index: the conversation drawn, counting across all inputs.
+    on_file: ``on_file(result, file)`` is called with the result so far
+      and each `FileResult` as soon as that file is done (e.g. to print).
+
+  Returns:
+    The `InferenceResult`.
+
+  Raises:
+    errors.UISRNNJaxError: an invalid config, checkpoint, input or argument
+      (`errors.ArgumentError`).
+  """
+  config_check.validate_config(config)
+  state, _ = checkpoint.load_inference_state(workdir)
+  if plot_index < 0:
+    raise ArgumentError(f'plot_index must be >= 0, got {plot_index}')
+  if inputs:
+    paths = dataset_lib.input_files(inputs)
+    many = len(paths) > 1 or os.path.isdir(inputs)
+    if plot:  # refuse a bad plot_index before writing anything
+      counts = [dataset_lib.count_conversations(p) for p in paths]
+      if None not in counts and plot_index >= sum(counts):
+        raise ArgumentError(
+          f'plot_index={plot_index} but the inputs hold {sum(counts)} '
+          'conversations'
+        )
+    outputs = output_paths(paths, output, many)
+    decoded = iter_decoded(
+      state,
+      paths,
+      config.decode,
+      observation_dim=int(state.params['sigma2'].shape[-1]),
+    )
+  else:
+    _, test = load_splits(config)
+    if test is None:
+      raise ConfigError(
+        'nothing to decode: no input files and config.data.test_path is empty'
+      )
+    many, outputs = False, [output]
+    decoded = iter(
+      [(TEST_SPLIT, test, decode_dataset(state, test, config.decode))]
+    )
+  with_der = evaluation.available()
+  result = InferenceResult(files=[], many=many)
+  reports, seen, to_plot = [], 0, None
+  for (path, dataset, predicted), out in zip(decoded, outputs, strict=True):
+    file = FileResult(path, len(predicted), output=out)
+    if out:
+      write_predictions(out, dataset, predicted)
+    if dataset.labels is not None:
+      if with_der:
+        file.report = evaluation.evaluate(dataset, predicted, collar=collar)
+        reports.append(file.report)
+      else:
+        result.accuracies.extend(
+          (dataset.ids[i] if dataset.ids else f'sequence {i}', score)
+          for i, score in enumerate(
+            accuracy_report(dataset, predicted)['per_sequence']
+          )
+        )
+    if plot and seen <= plot_index < seen + len(predicted):
+      to_plot = timeline_args(dataset, predicted, plot_index - seen)
+    seen += len(predicted)
+    result.files.append(file)
+    if on_file is not None:
+      on_file(result, file)
+    del dataset, predicted  # one file at a time
+  if reports:
+    result.report = evaluation.combine(reports)
+  if plot:
+    if to_plot is None:
+      raise ArgumentError(
+        f'plot_index={plot_index} but there are only {seen} conversations'
+      )
+    write_timeline(plot, to_plot)
+    result.plotted = to_plot['title']
+  return result
+
+
+def write_timeline(path: str, args: dict[str, Any]) -> None:
+  """Draws `plots.plot_timeline` (``args``) into a file, atomically.
+
+  The image format is the file's extension (``.png``, ``.svg``, ``.pdf``,
+  ...; PNG without one).
+  """
+  from uisrnn_jax import plots
+
+  ax = plots.plot_timeline(**args)
+  buf = io.BytesIO()
+  extension = os.path.splitext(path)[1][1:].lower()
+  ax.figure.savefig(buf, format=extension or 'png', dpi=120)
+  checkpoint.atomic_write(path, buf.getvalue())
