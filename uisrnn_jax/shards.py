@@ -29,7 +29,7 @@ from __future__ import annotations
 import glob
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,6 @@ from uisrnn_jax.errors import DataFormatError
 __all__ = [
   'expand_shard_paths',
   'fit_sharded',
-  'iter_shards',
   'load_shard',
   'shard_for_step',
   'write_shards',
@@ -150,14 +149,6 @@ def expand_shard_paths(spec: str | Sequence[str]) -> list[str]:
   return paths
 
 
-def iter_shards(
-  paths: str | Sequence[str], *, mmap: bool = True
-) -> Iterator[tuple[str, dataset_lib.Dataset]]:
-  """Yields ``(path, dataset)`` one shard at a time (see `load_shard`)."""
-  for path in expand_shard_paths(paths):
-    yield path, load_shard(path, mmap=mmap)
-
-
 def shard_for_step(step: int, num_shards: int, steps_per_shard: int) -> int:
   """Index of the shard global step ``step`` trains on (cycling)."""
   return (step // steps_per_shard) % num_shards
@@ -179,17 +170,18 @@ def fit_sharded(
 ) -> train_lib.TrainState:
   """Trains with `train.fit` shard by shard; memory is bounded by one shard.
 
-  Global step s trains on shard ``(s // steps_per_shard) % len(paths)``:
-  shards are visited in order, ``steps_per_shard`` steps each, cycling for
-  further epochs. Each visit is one `train.fit` call on that shard's data
-  (so the batches of step s are those `fit` would draw from that shard at
-  step s). p0 (and crp_alpha, if configured) is estimated when a shard is
-  entered for the first time (first epoch, at its first step) and, as in
-  `fit`, p0 is pooled over calls weighted by transition counts: after one
-  epoch it is (K + changes) / (2 K + transitions) over all K shards' data,
-  the whole set's estimate up to each shard's add-one smoothing. A
-  configured crp_alpha estimator keeps the last shard's estimate. Since the schedule depends on the global
-  step only, resuming from a checkpoint mid-shard continues exactly as an
+  Global step s trains on shard ``(s // steps_per_shard) % len(paths)``
+  (`shard_for_step`): shards are visited in order, ``steps_per_shard``
+  steps each, cycling for further epochs. Each visit is one `train.fit`
+  call on that shard's data (so the batches of step s are those `fit` would
+  draw from that shard at step s). p0 (and crp_alpha, if configured) is
+  estimated when a shard is entered for the first time (first epoch, at its
+  first step) and, as in `fit`, p0 is pooled over calls weighted by
+  transition counts: after one epoch it is (K + changes) / (2 K +
+  transitions) over all K shards' data, the whole set's estimate up to each
+  shard's add-one smoothing. A configured crp_alpha estimator keeps the last
+  shard's estimate. Since the schedule depends on the global step only,
+  resuming from a checkpoint mid-shard continues exactly as an
   uninterrupted run.
 
   Args:
@@ -226,7 +218,7 @@ def fit_sharded(
   end = step + num_steps
   while step < end:
     visit = step // steps_per_shard
-    index = visit % len(paths)
+    index = shard_for_step(step, len(paths), steps_per_shard)
     count = min(steps_per_shard - step % steps_per_shard, end - step)
     entering = step % steps_per_shard == 0
     estimate = (entering and visit < len(paths)) or math.isnan(
