@@ -91,6 +91,12 @@ class HierarchyTest(absltest.TestCase):
     self.assertIs(checkpoint.CheckpointError, errors.CheckpointError)
     self.assertIs(dataset_lib.DataFormatError, errors.DataFormatError)
     for name in errors.__all__:
+      if name == 'OutputWriteError':  # the disk, not the input, is at fault
+        self.assertTrue(issubclass(errors.OutputWriteError, OSError))
+        self.assertFalse(
+          issubclass(errors.OutputWriteError, errors.UISRNNJaxError)
+        )
+        continue
       self.assertTrue(issubclass(getattr(errors, name), errors.UISRNNJaxError))
 
 

@@ -464,7 +464,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   file_id = args.file_id or os.path.splitext(os.path.basename(args.audio))[0]
   text = rttm_text(file_id, turns)
   if args.output:
-    checkpoint.atomic_write(args.output, text.encode())
+    try:
+      checkpoint.atomic_write(args.output, text.encode())
+    except OSError as e:  # errors.OutputWriteError: names the file
+      print(f'error: {e}', file=sys.stderr)
+      return 1
     speakers = len({k for _, _, k in turns})
     print(
       f'wrote {len(turns)} turns of {speakers} speakers to {args.output}',

@@ -43,7 +43,7 @@ from flax import serialization
 from uisrnn_jax import config_check, parallel
 from uisrnn_jax import model as model_lib
 from uisrnn_jax import train as train_lib
-from uisrnn_jax.errors import CheckpointError, ConfigError
+from uisrnn_jax.errors import CheckpointError, ConfigError, OutputWriteError
 
 FORMAT = 'uisrnn_jax.checkpoint'
 VERSION = 2  # 1: no body checksum (still readable)
@@ -78,6 +78,22 @@ def _fsync_directory(directory: str) -> None:
     os.close(fd)
 
 
+def make_directory(path: str) -> None:
+  """``os.makedirs(path, exist_ok=True)``, failing with `OutputWriteError`."""
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise OutputWriteError(path, e, 'create directory') from e
+
+
+def remove(path: str) -> None:
+  """``os.remove(path)``, failing with `OutputWriteError`."""
+  try:
+    os.remove(path)
+  except OSError as e:
+    raise OutputWriteError(path, e, 'remove') from e
+
+
 def atomic_write(path: str, payload: bytes, *, prefix: str = '.tmp_') -> None:
   """Writes ``payload`` to ``path`` so that it is either complete or absent.
 
@@ -85,27 +101,45 @@ def atomic_write(path: str, payload: bytes, *, prefix: str = '.tmp_') -> None:
   and fsynced, then renamed over ``path`` (atomic on POSIX), and the
   directory is fsynced so the rename survives a power loss. Until the rename,
   an existing file at ``path`` is untouched; a crash leaves at most a
-  temporary file named ``prefix*``.
+  temporary file named ``prefix*``, a failed write (e.g. a full disk) none.
+  The file gets the permissions a new file gets (``0o666`` less the umask).
 
   Args:
     path: the destination.
     payload: the file's complete contents.
     prefix: name prefix of the temporary file.
+
+  Raises:
+    errors.OutputWriteError: the file cannot be written (the message names
+      ``path`` and the cause, e.g. "No space left on device").
   """
   directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
+  make_directory(directory)
   try:
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
+  except OSError as e:
+    raise OutputWriteError(path, e) from e
+  try:
+    os.fchmod(fd, 0o666 & ~_umask())
     with os.fdopen(fd, 'wb') as f:
       f.write(payload)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     if os.path.exists(tmp):
       os.remove(tmp)
+    if isinstance(e, OSError):
+      raise OutputWriteError(path, e) from e
     raise
   _fsync_directory(directory)
+
+
+def _umask() -> int:
+  """The process's umask (read by setting it, then restoring it)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
 
 
 def remove_stale_temporaries(workdir: str) -> list[str]:
@@ -122,7 +156,7 @@ def remove_stale_temporaries(workdir: str) -> list[str]:
   for name in os.listdir(workdir):
     if name.startswith(TMP_PREFIX):
       path = os.path.join(workdir, name)
-      os.remove(path)
+      remove(path)
       removed.append(path)
   return removed
 
@@ -166,6 +200,10 @@ def save_checkpoint(
 
   Returns:
     The path written.
+
+  Raises:
+    errors.OutputWriteError: the checkpoint cannot be written; the older
+      checkpoints are then untouched.
   """
   state = parallel.to_host(state)  # also multi-process replicated arrays
   body = serialization.msgpack_serialize(
@@ -186,7 +224,7 @@ def save_checkpoint(
   path = checkpoint_path(workdir, step)
   atomic_write(path, payload, prefix=TMP_PREFIX)
   for old in checkpoint_steps(workdir)[:-keep]:
-    os.remove(checkpoint_path(workdir, old))
+    remove(checkpoint_path(workdir, old))
   return path
 
 
@@ -378,6 +416,9 @@ def write_model(path: str | os.PathLike[str], model: TrainedModel) -> None:
   Args:
     path: where to write; parent directories are created.
     model: the model (parameters are stored as float32).
+
+  Raises:
+    errors.OutputWriteError: the file cannot be written.
   """
   params = jax.tree.map(
     lambda x: np.asarray(x, np.float32), jax.device_get(model.params)

@@ -88,7 +88,9 @@ def train_main(argv: list[str]) -> None:
 
   Bad input (`uisrnn_jax.errors.UISRNNJaxError`: an invalid config, data
   file or checkpoint) exits with status 1 and ``error: <message>`` before
-  anything is written.
+  anything is written. So does a checkpoint or metrics file that cannot be
+  written (`errors.OutputWriteError`: a full disk, ...), naming the file and
+  the cause; the checkpoints written before stay intact.
   """
   if len(argv) > 1:
     raise SystemExit(f'unexpected arguments: {argv[1:]}')
@@ -101,7 +103,7 @@ def train_main(argv: list[str]) -> None:
   try:
     config_check.validate_config(config)
     state = experiment.train_and_evaluate(config, _WORKDIR.value)
-  except errors.UISRNNJaxError as e:
+  except (errors.UISRNNJaxError, errors.OutputWriteError) as e:
     raise SystemExit(f'error: {e}') from e
   print(
     f'trained {int(state.step)} steps: transition_bias='
@@ -155,8 +157,8 @@ def infer_main(argv: list[str]) -> None:
   `experiment.infer` does the work: inputs are decoded one file at a time
   (bounded memory); with labels, this prints a per-conversation table, mean
   accuracy, DER and speaker-count error (`uisrnn_jax.evaluation`). Bad
-  input (`errors.UISRNNJaxError`) exits with status 1 and ``error:
-  <message>``.
+  input (`errors.UISRNNJaxError`) and an output that cannot be written
+  (`errors.OutputWriteError`) exit with status 1 and ``error: <message>``.
   """
   if len(argv) > 1:
     raise SystemExit(f'unexpected arguments: {argv[1:]}')
@@ -171,7 +173,7 @@ def infer_main(argv: list[str]) -> None:
       plot_index=_PLOT_INDEX.value,
       on_file=_print_file,
     )
-  except errors.UISRNNJaxError as e:
+  except (errors.UISRNNJaxError, errors.OutputWriteError) as e:
     raise SystemExit(f'error: {e}') from e
   print_infer_report(result)
   if result.plotted is not None:

@@ -35,6 +35,12 @@ exception                   raised when
                             index beyond the conversations)
 ==========================  ===============================================
 
+A file the package cannot write (a full disk, no permission, a read-only
+file system) raises `OutputWriteError`, an ``OSError`` that names the path
+and the cause; it is not a `UISRNNJaxError`, since the input was fine. Files
+are written atomically (see `uisrnn_jax.checkpoint.atomic_write`), so a
+failed write leaves the previous file, e.g. the last checkpoint, intact.
+
 A sequence of length 1 is valid everywhere: in training it is a speaker
 sample of one observation with no transition (p0 is estimated with add-one
 smoothing, so even all-length-1 data gives p0 = 1/2), and it decodes to
@@ -88,6 +94,23 @@ class ArgumentError(UISRNNJaxError):
   """An argument of a run (e.g. infer's output or plot index) is unusable."""
 
 
+class OutputWriteError(OSError):
+  """A file cannot be written (or replaced, or removed): disk full, ...
+
+  Args:
+    path: the file.
+    cause: the ``OSError`` raised by the operating system.
+    action: what failed, for the message (``'write'``, ``'remove'``, ...).
+  """
+
+  def __init__(self, path: str, cause: OSError, action: str = 'write'):
+    super().__init__(cause.errno, cause.strerror or str(cause), path)
+    self.action = action
+
+  def __str__(self) -> str:
+    return f'cannot {self.action} {self.filename}: {self.strerror}'
+
+
 __all__ = [
   'ArgumentError',
   'CheckpointError',
@@ -97,6 +120,7 @@ __all__ = [
   'InvalidLabelsError',
   'InvalidSequenceError',
   'LabelsTypeError',
+  'OutputWriteError',
   'SequenceTypeError',
   'SpeakerOverflowError',
   'UISRNNJaxError',

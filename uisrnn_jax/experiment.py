@@ -137,7 +137,7 @@ def train_and_evaluate(
   if latest is not None:
     state = checkpoint.restore_state(latest, state)
     logging.info('resuming from %s (step %d)', latest, int(state.step))
-  os.makedirs(workdir, exist_ok=True)
+  checkpoint.make_directory(workdir)
   for path in checkpoint.remove_stale_temporaries(workdir):
     logging.warning('removed %s, left by an interrupted checkpoint write', path)
   start = int(state.step)
@@ -458,7 +458,7 @@ def output_paths(
   for src, dst in zip(inputs, outputs):
     if os.path.exists(dst) and os.path.samefile(src, dst):
       raise ArgumentError(f'output {output} would overwrite input {src}')
-  os.makedirs(output, exist_ok=True)
+  checkpoint.make_directory(output)
   return outputs
 
 

@@ -8,12 +8,15 @@ back), `LoggingWriter` logs it, `MultiWriter` fans out.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from absl import logging
+
+from uisrnn_jax.errors import OutputWriteError
 
 
 @runtime_checkable
@@ -48,26 +51,42 @@ class JsonlWriter:
 
   Args:
     path: file to append to; missing parent directories are created.
+
+  Raises:
+    errors.OutputWriteError: (from any method) the file cannot be written,
+      e.g. the disk is full.
   """
 
   def __init__(self, path: str | os.PathLike[str]):
     self.path = os.fspath(path)
-    parent = os.path.dirname(self.path)
-    if parent:
-      os.makedirs(parent, exist_ok=True)
-    _drop_unfinished_line(self.path)
-    self._file = open(self.path, 'a', encoding='utf-8')
+    with self._writing():
+      parent = os.path.dirname(self.path)
+      if parent:
+        os.makedirs(parent, exist_ok=True)
+      _drop_unfinished_line(self.path)
+      self._file = open(self.path, 'a', encoding='utf-8')
+
+  @contextlib.contextmanager
+  def _writing(self) -> Iterator[None]:
+    try:
+      yield
+    except OSError as e:
+      raise OutputWriteError(self.path, e) from e
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    self._file.write(json.dumps(_to_record(step, scalars)) + '\n')
-    self._file.flush()
+    line = json.dumps(_to_record(step, scalars)) + '\n'
+    with self._writing():
+      self._file.write(line)
+      self._file.flush()
 
   def flush(self) -> None:
-    self._file.flush()
+    with self._writing():
+      self._file.flush()
 
   def close(self) -> None:
     if not self._file.closed:
-      self._file.close()
+      with self._writing():
+        self._file.close()
 
   def __enter__(self) -> JsonlWriter:
     return self

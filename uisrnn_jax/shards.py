@@ -108,7 +108,6 @@ def write_shards(
     raise ValueError(f'rows_per_shard must be >= 1, got {rows_per_shard}')
   if not dataset.sequences:
     raise ValueError('the dataset has no conversations')
-  os.makedirs(directory, exist_ok=True)
   groups: list[list[int]] = [[]]
   rows = 0
   for c, seq in enumerate(dataset.sequences):
