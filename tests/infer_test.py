@@ -79,12 +79,19 @@ def _run_infer(workdir, *args):
   )
 
 
-class InferScriptTest(absltest.TestCase):
+class _RunTestCase(absltest.TestCase):
+  """A temporary directory ``self.dir`` with a run in ``self.workdir``."""
+
   def setUp(self):
     super().setUp()
     self.dir = self.create_tempdir().full_path
     self.workdir = os.path.join(self.dir, 'run')
     _write_checkpoint(self.workdir)
+
+
+class InferScriptTest(_RunTestCase):
+  def setUp(self):
+    super().setUp()
     self.inputs = os.path.join(self.dir, 'inputs')
     os.makedirs(self.inputs)
     self.a = _write_npz(
@@ -190,14 +197,11 @@ class InputFilesTest(absltest.TestCase):
       next(stream)
 
 
-class InferTest(absltest.TestCase):
+class InferTest(_RunTestCase):
   """`experiment.infer`, the library side of infer.py."""
 
   def setUp(self):
     super().setUp()
-    self.dir = self.create_tempdir().full_path
-    self.workdir = os.path.join(self.dir, 'run')
-    _write_checkpoint(self.workdir)
     self.config = toy.get_config()
     self.config.decode.beam_size = 2
     self.a = _write_npz(os.path.join(self.dir, 'a.npz'), [['x', 'y', 'x']])
