@@ -864,8 +864,11 @@ class UtilsTest(absltest.TestCase):
     self.assertEqual(lengths, [4] * 6)
     for sub in subs[:3]:  # speaker 'a': rows 1, 2, 5
       self.assertCountEqual(sub[:, 0].tolist(), [2.0, 4.0, 10.0])
+    # Integer observations are fine, as in the seed; strings are not.
+    subs, _ = uisrnn.utils.resize_sequence(sequence.astype(int), cluster_id)
+    self.assertEqual([s[:, 0].tolist() for s in subs], [[2, 4, 10], [0, 6, 8]])
     with self.assertRaises(TypeError):
-      uisrnn.utils.resize_sequence(sequence.astype(int), cluster_id)
+      uisrnn.utils.resize_sequence(sequence.astype(str), cluster_id)
     with self.assertRaises(ValueError):
       uisrnn.utils.resize_sequence(sequence, cluster_id[:-1])
 

@@ -55,6 +55,7 @@ from absl import logging
 
 from uisrnn_jax import checkpoint, convert, data, decode, defaults, train
 from uisrnn_jax import model as model_lib
+from uisrnn_jax import streaming as streaming_lib
 
 # The seed's verbosity levels and the absl severity each is logged at.
 _SEVERITY = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
@@ -556,6 +557,62 @@ class UISRNN:
     result = [[int(x) for x in row] for row in labels]
     return result[0] if single else result
 
+  def online_predict(self, args: Any) -> OnlinePredictor:
+    """Starts streaming prediction: push chunks, read the labels so far.
+
+    The seed's open request (google/uis-rnn issue #28). Observations of one
+    sequence arrive in chunks; after each chunk the returned labels are the
+    best labelling of everything pushed so far, and after the last chunk
+    they equal ``predict(whole_sequence, args)`` with ``test_iteration=1``
+    (a stream cannot be decoded as back-to-back copies, so
+    ``args.test_iteration`` is not used). Decoding is
+    `uisrnn_jax.streaming`; earlier labels may still change as later
+    observations arrive, exactly as the offline beam search would revise
+    them::
+
+      stream = model.online_predict(inference_args)
+      stream.push(float[3, D])  ->  [0, 0, 1]
+      stream.push(float[2, D])  ->  [0, 0, 1, 1, 0]
+      stream.reset()            # the next sequence
+
+    The predictor holds this model's current weights, ``transition_bias``
+    and ``crp_alpha``; a later ``fit`` or ``load`` does not change it.
+
+    Args:
+      args: the seed's ``inference_args`` (``beam_size``, ``look_ahead``;
+        ours: ``max_speakers``, the initial speaker slots, grown as in
+        `predict`).
+
+    Returns:
+      An `OnlinePredictor` with nothing observed.
+
+    Raises:
+      TypeError: bad ``args``.
+      ValueError: ``args.resegment_iterations`` > 0 (resegmentation needs
+        the whole sequence).
+      RuntimeError: the model has no transition_bias yet (not trained).
+    """
+    config = self._decode_config(args)
+    if config.resegment_iterations:
+      raise ValueError(
+        'online_predict cannot resegment: resegmentation needs the whole '
+        'sequence; set inference_args.resegment_iterations=0, got '
+        f'{config.resegment_iterations}'
+      )
+    if self.transition_bias is None:
+      raise RuntimeError(
+        'transition_bias is unknown: call fit() first, load() a model, or '
+        'give model_args.transition_bias'
+      )
+    config.test_iteration = 1
+    return OnlinePredictor(
+      self.params,
+      transition_bias=self.transition_bias,
+      crp_alpha=self.crp_alpha,
+      config=config,
+      logger=self.logger,
+    )
+
   def _decode_config(self, args: Any) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict(self.config.decode.to_dict())
     config.update(_read_args(args, 'inference_args', _INFERENCE_FIELDS, config))
@@ -809,3 +866,112 @@ def output_result(
     with open(append_to, 'a', encoding='utf-8') as f:
       f.write(text)
   return text
+
+
+class OnlinePredictor:
+  """Streaming labels of one sequence at a time; see `UISRNN.online_predict`.
+
+  A thin host wrapper over `uisrnn_jax.streaming`: it validates chunks as
+  `UISRNN.predict` validates sequences, keeps the observations pushed so far,
+  and, when a hypothesis needs more speaker slots than ``max_speakers``,
+  decodes them again with twice the slots (as `UISRNN.predict` does), so
+  the labels are those of unbounded decoding.
+
+  Attributes:
+    observation_dim: D.
+    labels: the current labels of every observation pushed since the start
+      or the last `reset` (a new list; 0, 1, ... by first appearance).
+    num_observations: how many observations that is.
+  """
+
+  def __init__(
+    self,
+    params: model_lib.Params,
+    *,
+    transition_bias: float,
+    crp_alpha: float,
+    config: ml_collections.ConfigDict,
+    logger: Logger,
+  ):
+    """Use `UISRNN.online_predict` instead."""
+    self._params = params
+    self._priors = dict(transition_bias=transition_bias, crp_alpha=crp_alpha)
+    self._config = ml_collections.ConfigDict(config.to_dict())
+    self._logger = logger
+    self.observation_dim = int(params['sigma2'].shape[-1])
+    self.reset()
+
+  def reset(self) -> None:
+    """Forgets the sequence so far; the next push starts a new one."""
+    self._chunks: list[np.ndarray] = []
+    self._labels: list[int] = []
+    self._state = streaming_lib.init(
+      self._params, **self._priors, config=self._config
+    )
+
+  @property
+  def labels(self) -> list[int]:
+    return list(self._labels)
+
+  @property
+  def num_observations(self) -> int:
+    return len(self._labels)
+
+  def push(self, chunk: np.ndarray) -> list[int]:
+    """Adds observations to the current sequence.
+
+    Args:
+      chunk: float[C, D] new observations (C may be 0), or one float[D]
+        observation.
+
+    Returns:
+      The labels of all observations so far (see `labels`).
+
+    Raises:
+      TypeError: ``chunk`` is not a float numpy array.
+      ValueError: wrong shape or dimension, or NaN/Inf values. Nothing is
+        changed.
+    """
+    if isinstance(chunk, np.ndarray) and chunk.ndim == 1:
+      chunk = chunk[None]
+    if (
+      isinstance(chunk, np.ndarray)
+      and chunk.shape == (0, self.observation_dim)
+      and np.issubdtype(chunk.dtype, np.floating)
+    ):
+      return self.labels
+    chunk = data.check_sequence(
+      chunk, observation_dim=self.observation_dim, name='chunk'
+    )
+    chunk = chunk.astype(np.float32)
+    try:
+      self._state, labels = streaming_lib.push(self._params, self._state, chunk)
+    except ValueError:
+      # The chunk passed the checks streaming.push makes, so its ValueError
+      # is a speaker-slot overflow (errors.SpeakerOverflowError): replay
+      # the whole sequence with more slots. At most one speaker per
+      # observation, so the total length of slots never overflows.
+      total = self.num_observations + len(chunk)
+      if self._config.max_speakers >= total:
+        raise
+      labels = self._replay(chunk, total)
+    self._chunks.append(chunk)
+    self._labels = [int(x) for x in labels]
+    return self.labels
+
+  def _replay(self, chunk: np.ndarray, total: int) -> np.ndarray:
+    sequence = np.concatenate([*self._chunks, chunk], axis=0)
+    while True:
+      self._config.max_speakers = min(2 * self._config.max_speakers, total)
+      self._logger.print(
+        4, f'decoding again with max_speakers={self._config.max_speakers}'
+      )
+      state = streaming_lib.init(
+        self._params, **self._priors, config=self._config
+      )
+      try:
+        self._state, labels = streaming_lib.push(self._params, state, sequence)
+        return labels
+      except ValueError:
+        if self._config.max_speakers >= total:
+          raise
