@@ -657,6 +657,10 @@ class UISRNN:
 
     Args:
       filepath: where to write; parent directories are created.
+
+    Raises:
+      uisrnn_jax.errors.OutputWriteError: (an OSError) the file cannot be
+        written, e.g. the disk is full; an existing file is left as it was.
     """
     checkpoint.write_model(
       filepath, checkpoint.TrainedModel.from_state(self.state)
