@@ -136,7 +136,18 @@ def atomic_write(path: str, payload: bytes, *, prefix: str = '.tmp_') -> None:
 
 
 def _umask() -> int:
-  """The process's umask (read by setting it, then restoring it)."""
+  """The process's umask.
+
+  Read from ``/proc/self/status`` where Linux has it; elsewhere by setting
+  and restoring it (which, for a moment, applies to other threads too).
+  """
+  try:
+    with open('/proc/self/status', encoding='ascii') as f:
+      for line in f:
+        if line.startswith('Umask:'):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError):
+    pass
   mask = os.umask(0o022)
   os.umask(mask)
   return mask
