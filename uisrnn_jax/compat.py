@@ -44,7 +44,7 @@ import argparse
 import math
 import numbers
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -53,51 +53,48 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from uisrnn_jax import checkpoint, convert, data, decode, defaults, train
+from uisrnn_jax import (
+  checkpoint,
+  config_check,
+  convert,
+  data,
+  decode,
+  defaults,
+  errors,
+  train,
+)
 from uisrnn_jax import model as model_lib
 from uisrnn_jax import streaming as streaming_lib
 
 # The seed's verbosity levels and the absl severity each is logged at.
 _SEVERITY = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
 
-# The seed's argument names (= config fields) and how each is checked.
-_MODEL_FIELDS = {
-  'observation_dim': 'positive_int',
-  'rnn_hidden_size': 'positive_int',
-  'rnn_depth': 'positive_int',
-  'rnn_dropout': 'probability',
-  'transition_bias': 'optional_open_probability',
-  'crp_alpha': 'positive_float',
-  'sigma2': 'optional_positive_float',
-}
-_TRAINING_FIELDS = {
-  'optimizer': 'optimizer',
-  'learning_rate': 'nonnegative_float',
-  'train_iteration': 'nonnegative_int',
-  'batch_size': 'optional_positive_int',
-  'num_permutations': 'nonnegative_int',
-  'sigma_alpha': 'float',
-  'sigma_beta': 'float',
-  'regularization_weight': 'nonnegative_float',
-  'grad_max_norm': 'positive_float',
-  'enforce_cluster_id_uniqueness': 'bool',
-}
-_INFERENCE_FIELDS = {
-  'beam_size': 'positive_int',
-  'look_ahead': 'positive_int',
-  'test_iteration': 'positive_int',
-  # Ours: speaker slots per hypothesis (grown automatically, see `predict`).
-  'max_speakers': 'positive_int',
-  # Ours: Viterbi resegmentation rounds after the beam search (0: off).
-  'resegment_iterations': 'nonnegative_int',
-}
-_FLOAT_RANGES = {
-  'float': (lambda v: True, ''),
-  'positive_float': (lambda v: v > 0, '> 0'),
-  'nonnegative_float': (lambda v: v >= 0, '>= 0'),
-  'probability': (lambda v: 0 <= v < 1, 'in [0, 1)'),
-  'open_probability': (lambda v: 0 < v < 1, 'in (0, 1)'),
-}
+# The seed's argument names (= config fields, checked by config_check).
+_MODEL_FIELDS = (
+  'observation_dim',
+  'rnn_hidden_size',
+  'rnn_depth',
+  'rnn_dropout',
+  'transition_bias',
+  'crp_alpha',
+  'sigma2',
+)
+_TRAINING_FIELDS = (
+  'optimizer',
+  'learning_rate',
+  'train_iteration',
+  'batch_size',
+  'num_permutations',
+  'sigma_alpha',
+  'sigma_beta',
+  'regularization_weight',
+  'grad_max_norm',
+  'enforce_cluster_id_uniqueness',
+)
+# Every decode field may come from inference_args: the seed's (beam_size,
+# look_ahead, test_iteration) and ours (max_speakers, grown automatically,
+# see `predict`; resegment_iterations; ...), each defaulting to the config's.
+_INFERENCE_FIELDS = tuple(config_check.SCHEMA['decode'])
 
 _CONCATENATED_WARNING = (
   'transition_bias is estimated from one concatenated training sequence, so '
@@ -169,50 +166,14 @@ class Logger:
     self.print(4, message)
 
 
-def _check_value(owner: str, name: str, value: Any, kind: str) -> Any:
-  """Checks one argument against ``kind``; returns it as a Python value.
-
-  Raises:
-    TypeError: wrong type (e.g. a string or a bool where a number belongs).
-    ValueError: out of range.
-  """
-  where = f'{owner}.{name}'
-  if kind.startswith('optional_'):
-    if value is None:
-      return None
-    kind = kind[len('optional_') :]
-  if kind == 'bool':
-    if not isinstance(value, (bool, np.bool_)):
-      raise TypeError(f'{where} must be a bool, got {value!r}')
-    return bool(value)
-  if kind == 'optimizer':
-    if value != 'adam':
-      raise ValueError(f"{where} must be 'adam' (the only one), got {value!r}")
-    return value
-  is_bool = isinstance(value, (bool, np.bool_))
-  if kind.endswith('_int'):
-    if is_bool or not isinstance(value, numbers.Integral):
-      raise TypeError(f'{where} must be an int, got {value!r}')
-    low = 1 if kind == 'positive_int' else 0
-    if value < low:
-      raise ValueError(f'{where} must be >= {low}, got {value}')
-    return int(value)
-  if is_bool or not isinstance(value, numbers.Real):
-    raise TypeError(f'{where} must be a number, got {value!r}')
-  in_range, expected = _FLOAT_RANGES[kind]
-  if not (math.isfinite(value) and in_range(value)):
-    expected = f'finite and {expected}' if expected else 'finite'
-    raise ValueError(f'{where} must be {expected}, got {value}')
-  return float(value)
-
-
 def _read_args(
-  args: Any, owner: str, fields: Mapping[str, str], defaults: Any
+  args: Any, owner: str, group: str, fields: Sequence[str], defaults: Any
 ) -> dict[str, Any]:
   """Reads and checks the seed's fields from a namespace-like object.
 
   A missing attribute takes its default from ``defaults`` (the seed's);
-  attributes not listed are ignored, as the seed ignores them.
+  attributes not listed are ignored, as the seed ignores them. Each value
+  is checked as config field ``<group>.<name>`` (`config_check`).
   """
   if args is None:
     raise TypeError(
@@ -220,8 +181,12 @@ def _read_args(
       'attributes), got None'
     )
   return {
-    name: _check_value(owner, name, getattr(args, name, defaults[name]), kind)
-    for name, kind in fields.items()
+    name: config_check.check_field(
+      f'{group}.{name}',
+      getattr(args, name, defaults[name]),
+      where=f'{owner}.{name}',
+    )
+    for name in fields
   }
 
 
@@ -258,10 +223,10 @@ def model_config(model_args: Any) -> ml_collections.ConfigDict:
   """
   config = default_config()
   config.model.update(
-    _read_args(model_args, 'model_args', _MODEL_FIELDS, config.model)
+    _read_args(model_args, 'model_args', 'model', _MODEL_FIELDS, config.model)
   )
-  config.seed = _check_value(
-    'model_args', 'seed', getattr(model_args, 'seed', 0), 'nonnegative_int'
+  config.seed = config_check.check_field(
+    'seed', getattr(model_args, 'seed', 0), where='model_args.seed'
   )
   return config
 
@@ -348,8 +313,8 @@ class UISRNN:
 
   @transition_bias.setter
   def transition_bias(self, value: float | None) -> None:
-    value = _check_value(
-      'UISRNN', 'transition_bias', value, 'optional_open_probability'
+    value = config_check.check_field(
+      'model.transition_bias', value, where='UISRNN.transition_bias'
     )
     self.state = self.state.replace(
       transition_bias=jnp.asarray(
@@ -364,8 +329,8 @@ class UISRNN:
 
   @transition_bias_denominator.setter
   def transition_bias_denominator(self, value: float) -> None:
-    value = _check_value(
-      'UISRNN', 'transition_bias_denominator', value, 'nonnegative_float'
+    value = config_check.nonnegative(
+      'UISRNN.transition_bias_denominator', value
     )
     self.state = self.state.replace(
       transition_bias_denominator=jnp.asarray(value, jnp.float32)
@@ -378,7 +343,9 @@ class UISRNN:
 
   @crp_alpha.setter
   def crp_alpha(self, value: float) -> None:
-    value = _check_value('UISRNN', 'crp_alpha', value, 'positive_float')
+    value = config_check.check_field(
+      'model.crp_alpha', value, where='UISRNN.crp_alpha'
+    )
     self.state = self.state.replace(crp_alpha=jnp.asarray(value, jnp.float32))
 
   @property
@@ -489,7 +456,7 @@ class UISRNN:
   def _training_config(self, args: Any) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict(self.config.to_dict())
     config.train.update(
-      _read_args(args, 'training_args', _TRAINING_FIELDS, config.train)
+      _read_args(args, 'training_args', 'train', _TRAINING_FIELDS, config.train)
     )
     return config
 
@@ -510,7 +477,10 @@ class UISRNN:
     Speaker slots: ``args.max_speakers`` (ours; default 16) per hypothesis;
     a sequence needing more is decoded again with twice as many, up to its
     length times ``test_iteration``, so the number of speakers is unbounded
-    as in the seed.
+    as in the seed. Every ``decode`` config field may be given in ``args``,
+    among them pyannote's speaker count (`decode.speaker_count_config`):
+    ``num_speakers`` (exactly that many), ``min_speakers``, and a maximum
+    as ``max_speakers`` with ``speaker_overflow='disallow'``.
 
     For example, one utterance of five observations::
 
@@ -615,7 +585,9 @@ class UISRNN:
 
   def _decode_config(self, args: Any) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict(self.config.decode.to_dict())
-    config.update(_read_args(args, 'inference_args', _INFERENCE_FIELDS, config))
+    config.update(
+      _read_args(args, 'inference_args', 'decode', _INFERENCE_FIELDS, config)
+    )
     return config
 
   def _decode(
@@ -637,9 +609,9 @@ class UISRNN:
           crp_alpha=self.crp_alpha,
           config=config,
         )
-      except ValueError as e:
+      except errors.SpeakerOverflowError:
         # Only the speaker-slot overflow is retried, with twice the slots.
-        if 'max_speakers' not in str(e) or config.max_speakers >= bound:
+        if config.max_speakers >= bound:
           raise
         config.max_speakers = min(2 * config.max_speakers, bound)
         self.logger.print(
@@ -791,9 +763,7 @@ def parallel_predict(
     raise TypeError(
       f'test_sequences must be a list, got {type(test_sequences).__name__}'
     )
-  _check_value(
-    'parallel_predict', 'num_processes', num_processes, 'positive_int'
-  )
+  config_check.integer(1)('parallel_predict.num_processes', num_processes)
   return model.predict(test_sequences, args)
 
 
@@ -950,11 +920,10 @@ class OnlinePredictor:
     chunk = chunk.astype(np.float32)
     try:
       self._state, labels = streaming_lib.push(self._params, self._state, chunk)
-    except ValueError:
-      # The chunk passed the checks streaming.push makes, so its ValueError
-      # is a speaker-slot overflow (errors.SpeakerOverflowError): replay
-      # the whole sequence with more slots. At most one speaker per
-      # observation, so the total length of slots never overflows.
+    except errors.SpeakerOverflowError:
+      # A speaker-slot overflow: replay the whole sequence with more slots.
+      # At most one speaker per observation, so the total length of slots
+      # never overflows.
       total = self.num_observations + len(chunk)
       if self._config.max_speakers >= total:
         raise
@@ -976,6 +945,6 @@ class OnlinePredictor:
       try:
         self._state, labels = streaming_lib.push(self._params, state, sequence)
         return labels
-      except ValueError:
+      except errors.SpeakerOverflowError:
         if self._config.max_speakers >= total:
           raise
