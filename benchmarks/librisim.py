@@ -72,6 +72,7 @@ from uisrnn_jax import (  # noqa: E402
   model,
   resegment,
 )
+from uisrnn_jax import dataset as dataset_lib  # noqa: E402
 
 # Keeps uisrnn 0.1.2 from taking 0.0 for padding.
 REFERENCE_OFFSET = train_speed.REFERENCE_OFFSET
@@ -376,7 +377,7 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   train_path = os.path.join(args.data_dir, 'train.npz')
   dev_path = os.path.join(args.data_dir, 'dev.npz')
-  dev = experiment.load_npz(dev_path)
+  dev = dataset_lib.load_npz(dev_path)
   only = set(args.only.split(','))
   load_before = os.getloadavg()
   rows = []
@@ -390,7 +391,7 @@ def main(argv=None) -> None:
       rows.extend(decode_ours(trained, dev))
       state = trained['state']
   if 'uisrnn' in only:
-    rows.append(run_uisrnn(args, experiment.load_npz(train_path), dev))
+    rows.append(run_uisrnn(args, dataset_lib.load_npz(train_path), dev))
   if 'spectral' in only:
     rounds = librisim.get_config().decode.resegment_iterations
     for name, clusterer in spectral_clusterers().items():

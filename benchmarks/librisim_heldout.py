@@ -48,14 +48,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import librisim as librisim_bench  # noqa: E402
 
 from configs import librisim  # noqa: E402
-from uisrnn_jax import experiment  # noqa: E402
+from uisrnn_jax import dataset as dataset_lib  # noqa: E402
 
 WINDOW_STEP_S = 0.4
 WINDOW_LENGTH_S = 1.6
 
 
 def speaker_runs(
-  dataset: experiment.Dataset, speakers: set[str]
+  dataset: dataset_lib.Dataset, speakers: set[str]
 ) -> dict[str, list[np.ndarray]]:
   """Each speaker's runs of windows, less the turn-straddling end windows.
 
@@ -84,7 +84,7 @@ def speaker_runs(
 
 def simulate(
   runs: dict[str, list[np.ndarray]], num: int, rng: np.random.Generator
-) -> experiment.Dataset:
+) -> dataset_lib.Dataset:
   """``num`` conversations from ``runs`` (the LibriSim recipe on windows).
 
   Args:
@@ -98,7 +98,7 @@ def simulate(
   pool = sorted(s for s in runs if runs[s])
   if len(pool) < 4:
     raise ValueError(f'need at least 4 speakers with runs, got {len(pool)}')
-  out = experiment.Dataset(sequences=[], labels=[], starts=[], ends=[], ids=[])
+  out = dataset_lib.Dataset(sequences=[], labels=[], starts=[], ends=[], ids=[])
   for c in range(num):
     chosen = [
       str(s) for s in rng.choice(pool, size=rng.integers(2, 5), replace=False)
@@ -138,14 +138,14 @@ def simulate(
 
 def held_out_split(
   path: str, num_held_out: int, seed: int, workdir: str
-) -> tuple[set[str], str, experiment.Dataset]:
+) -> tuple[set[str], str, dataset_lib.Dataset]:
   """Holds out speakers of ``path``; writes the training conversations.
 
   Returns:
     (held-out speakers, path of an .npz with the train conversations none of
     them speaks in, the whole of ``path`` as a dataset).
   """
-  dataset = experiment.load_npz(path)
+  dataset = dataset_lib.load_npz(path)
   pool = sorted({str(s) for labels in dataset.labels for s in labels})
   rng = np.random.default_rng(seed)
   held = {str(s) for s in rng.choice(pool, size=num_held_out, replace=False)}
@@ -156,11 +156,11 @@ def held_out_split(
   ]
   train = dataset.subset(keep)
   train_path = os.path.join(workdir, 'train_without_held_out.npz')
-  np.savez(
+  dataset_lib.write_npz(
     train_path,
-    embeddings=np.concatenate(train.sequences).astype(np.float32),
-    offsets=train.offsets,
-    labels=np.concatenate(train.labels),
+    dataset_lib.Dataset(train.sequences, train.labels),
+    dtype=np.float32,
+    compress=False,
   )
   print(
     f'{num_held_out} of {len(pool)} train speakers held out; training on '
@@ -185,7 +185,7 @@ def main(argv=None) -> None:
   )
   args = parser.parse_args(argv)
   load_before = os.getloadavg()
-  dev = experiment.load_npz(os.path.join(args.data_dir, 'dev.npz'))
+  dev = dataset_lib.load_npz(os.path.join(args.data_dir, 'dev.npz'))
   with tempfile.TemporaryDirectory(prefix='librisim_heldout_') as tmp:
     held, train_path, train_all = held_out_split(
       os.path.join(args.data_dir, 'train.npz'),

@@ -24,7 +24,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import default, toy  # noqa: E402
-from uisrnn_jax import decode, evals, experiment, train  # noqa: E402
+from uisrnn_jax import dataset as dataset_lib  # noqa: E402
+from uisrnn_jax import decode, evals, train  # noqa: E402
 from uisrnn_jax import toy as toy_data  # noqa: E402
 
 
@@ -71,8 +72,8 @@ def librisim_rows(path, steps):
   config.train.num_permutations = 4
   config.decode.test_iteration = 1
   config.decode.beam_size = 10
-  train_set = experiment.load_npz(os.path.join(path, 'train.npz'))
-  dev = experiment.load_npz(os.path.join(path, 'dev.npz'))
+  train_set = dataset_lib.load_npz(os.path.join(path, 'train.npz'))
+  dev = dataset_lib.load_npz(os.path.join(path, 'dev.npz'))
   state = train.create_train_state(jax.random.key(0), config)
   tic = time.perf_counter()
   state = train.fit(

@@ -9,7 +9,7 @@ subprocess per setting and reports each one's peak resident memory
 
 * ``baseline``: JAX, the model and the compiled step on 1,000 rows (the
   fixed cost every setting pays);
-* ``all``: `experiment.load_npz` of the whole file, then one `train.fit`;
+* ``all``: `dataset.load_npz` of the whole file, then one `train.fit`;
 * ``shards``: `shards.fit_sharded` over the shards, memory-mapped;
 * ``shards_no_mmap``: the same, each shard read into memory.
 
@@ -34,7 +34,8 @@ from absl import app, flags
 _ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 sys.path.insert(0, _ROOT)
 
-from uisrnn_jax import experiment, shards  # noqa: E402
+from uisrnn_jax import dataset as dataset_lib  # noqa: E402
+from uisrnn_jax import shards  # noqa: E402
 
 _ROWS = flags.DEFINE_integer('rows', 240_000, 'Rows (observations) in all.')
 _SHARDS = flags.DEFINE_integer('shards', 8, 'Number of shards.')
@@ -48,7 +49,7 @@ _CHILD = flags.DEFINE_string('child', '', 'Internal: run one setting.')
 _SETTINGS = ['baseline', 'all', 'shards', 'shards_no_mmap']
 
 
-def _synthetic(rows: int, dim: int, seed: int = 0) -> experiment.Dataset:
+def _synthetic(rows: int, dim: int, seed: int = 0) -> dataset_lib.Dataset:
   """Conversations of 100-200 rows, 2-4 of 400 speakers taking turns."""
   rng = np.random.default_rng(seed)
   voices = rng.normal(size=(400, dim)).astype(np.float32)
@@ -61,7 +62,7 @@ def _synthetic(rows: int, dim: int, seed: int = 0) -> experiment.Dataset:
     seqs.append(voices[who[turns]] + 0.3 * rng.normal(size=(n, dim)))
     labels.append(np.array([f'spk{who[t]}' for t in turns]))
     total += n
-  return experiment.Dataset(
+  return dataset_lib.Dataset(
     sequences=[s.astype(np.float32) for s in seqs],
     labels=labels,
     ids=[f'conv{i}' for i in range(len(seqs))],
@@ -105,7 +106,7 @@ def _child(setting: str, directory: str) -> dict:
       progress=False,
     )
   elif setting == 'all':
-    data = experiment.load_npz(os.path.join(directory, 'full.npz'))
+    data = dataset_lib.load_npz(os.path.join(directory, 'full.npz'))
     state = train.fit(
       state,
       data.sequences,
@@ -143,12 +144,8 @@ def main(argv):
   rows = sum(len(s) for s in dataset.sequences)
   per_shard = -(-rows // _SHARDS.value)
   paths = shards.write_shards(dataset, directory, per_shard)
-  np.savez(
-    os.path.join(directory, 'full.npz'),
-    embeddings=np.concatenate(dataset.sequences),
-    offsets=dataset.offsets,
-    labels=np.concatenate(dataset.labels),
-    conversation_ids=np.asarray(dataset.ids),
+  dataset_lib.write_npz(
+    os.path.join(directory, 'full.npz'), dataset, compress=False
   )
   del dataset
   size = lambda p: os.path.getsize(p) / 2**20  # noqa: E731

@@ -54,6 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import default  # noqa: E402
 from uisrnn_jax import data as data_lib  # noqa: E402
+from uisrnn_jax import dataset as dataset_lib  # noqa: E402
 from uisrnn_jax import losses, toy, train  # noqa: E402
 
 LIBRISIM = '/work/shared/data/librisim/train.npz'
@@ -75,12 +76,11 @@ def load_data(
   if kind == 'auto':
     kind = 'librisim' if os.path.exists(LIBRISIM) else 'toy'
   if kind == 'librisim':
-    z = np.load(LIBRISIM, allow_pickle=False)
-    off, emb, lab = z['offsets'], z['embeddings'], z['labels']
-    seqs = [emb[a:b].astype(np.float64) for a, b in zip(off[:-1], off[1:])]
-    ids = [lab[a:b] for a, b in zip(off[:-1], off[1:])]
+    data = dataset_lib.load_npz(LIBRISIM)
+    seqs, ids = data.sequences, data.labels
     desc = (
-      f'LibriSim train.npz: {len(seqs)} conversations, {len(emb)} d-vectors'
+      f'LibriSim train.npz: {len(seqs)} conversations, '
+      f'{int(data.offsets[-1])} d-vectors'
     )
   elif kind == 'toy':
     # Shaped like LibriSim: 75-222 observations, 2-4 speakers, short turns.

@@ -27,7 +27,6 @@ from uisrnn_jax import (
   arguments,
   checkpoint,
   compat,
-  convert,
   estimators,
   evals,
   train,
@@ -110,7 +109,7 @@ def tiny_data(seed=0):
 def fixture_model(name='trained_d4_h8_l1', **model_args):
   """A UISRNN holding a reference model from the parity fixtures."""
   fixture = reference_fixtures.load(name)
-  reference = convert.ReferenceModel(
+  reference = checkpoint.TrainedModel(
     params=fixture.params,
     transition_bias=fixture.transition_bias,
     transition_bias_denominator=fixture.transition_bias_denominator,

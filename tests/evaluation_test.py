@@ -10,7 +10,8 @@ pytest.importorskip(
   'pyannote.metrics', reason='DER needs pyannote.metrics (the eval extra)'
 )
 
-from uisrnn_jax import evaluation, experiment  # noqa: E402
+from uisrnn_jax import dataset as dataset_lib  # noqa: E402
+from uisrnn_jax import errors, evaluation  # noqa: E402
 
 LIBRISIM_DEV = os.path.join(
   os.path.dirname(__file__), '..', '..', 'shared', 'data', 'librisim', 'dev.npz'
@@ -114,7 +115,7 @@ def _two_conversation_dataset(with_turns=True, with_times=True):
     (np.array([0.0, 2.5]), np.array([2.5, 5.0]), np.array(['a', 'b'])),
     (np.array([0.0, 1.0]), np.array([1.0, 4.0]), np.array(['a', 'b'])),
   ]
-  return experiment.Dataset(
+  return dataset_lib.Dataset(
     sequences=[np.zeros((5, 2)), np.zeros((4, 2))],
     labels=[np.array(list('aabbb')), np.array(list('abbb'))],
     starts=[np.arange(5.0), np.arange(4.0)] if with_times else None,
@@ -324,7 +325,7 @@ class LoadTurnsTest(absltest.TestCase):
       turn_ends=np.array([1.0, 2.0, 1.5], np.float32),
       turn_speakers=np.array(['a', 'b', 'c']),
     )
-    data = experiment.load_npz(path)
+    data = dataset_lib.load_npz(path)
     self.assertLen(data.turns, 2)
     s, e, spk = data.turns[0]
     np.testing.assert_allclose(s, [0.0, 1.0])
@@ -333,13 +334,13 @@ class LoadTurnsTest(absltest.TestCase):
     self.assertEqual(data.turns[1][2].tolist(), ['c'])
 
   def test_no_turns(self):
-    self.assertIsNone(experiment.load_npz(self._write()).turns)
+    self.assertIsNone(dataset_lib.load_npz(self._write()).turns)
 
   def test_incomplete_or_inconsistent_turns(self):
-    with self.assertRaisesRegex(experiment.DataFormatError, 'turn'):
-      experiment.load_npz(self._write(turn_offsets=np.array([0, 1, 2])))
-    with self.assertRaisesRegex(experiment.DataFormatError, 'turn_offsets'):
-      experiment.load_npz(
+    with self.assertRaisesRegex(errors.DataFormatError, 'turn'):
+      dataset_lib.load_npz(self._write(turn_offsets=np.array([0, 1, 2])))
+    with self.assertRaisesRegex(errors.DataFormatError, 'turn_offsets'):
+      dataset_lib.load_npz(
         self._write(
           turn_offsets=np.array([0, 2]),  # one conversation short
           turn_starts=np.zeros(2),
@@ -354,7 +355,7 @@ class LoadTurnsTest(absltest.TestCase):
 )
 def test_librisim_reference_labels_score_near_zero():
   """Perfect frame labels: accuracy 1, DER only from the frame grid."""
-  data = experiment.load_npz(LIBRISIM_DEV)
+  data = dataset_lib.load_npz(LIBRISIM_DEV)
   assert data.turns is not None and len(data.turns) == len(data.sequences)
   predicted = [
     np.unique(lab, return_inverse=True)[1].astype(np.int32)

@@ -11,6 +11,7 @@ from jax_testing import run_python
 
 from configs import toy
 from uisrnn_jax import checkpoint, errors, evals, experiment, rttm, train
+from uisrnn_jax import dataset as dataset_lib
 
 DIM = 4
 
@@ -78,12 +79,19 @@ def _run_infer(workdir, *args):
   )
 
 
-class InferScriptTest(absltest.TestCase):
+class _RunTestCase(absltest.TestCase):
+  """A temporary directory ``self.dir`` with a run in ``self.workdir``."""
+
   def setUp(self):
     super().setUp()
     self.dir = self.create_tempdir().full_path
     self.workdir = os.path.join(self.dir, 'run')
     _write_checkpoint(self.workdir)
+
+
+class InferScriptTest(_RunTestCase):
+  def setUp(self):
+    super().setUp()
     self.inputs = os.path.join(self.dir, 'inputs')
     os.makedirs(self.inputs)
     self.a = _write_npz(
@@ -107,7 +115,7 @@ class InferScriptTest(absltest.TestCase):
       '--plot_index=1',
     )
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-    data = experiment.load_npz(self.a)
+    data = dataset_lib.load_npz(self.a)
     with np.load(out, allow_pickle=False) as z:
       predicted, offsets = z['predicted'], z['offsets']
     self.assertEqual(predicted.dtype, np.int32)
@@ -168,14 +176,14 @@ class InputFilesTest(absltest.TestCase):
       os.path.join(d.full_path, 'a.npz'),
       os.path.join(d.full_path, 'b.npz'),
     )
-    self.assertEqual(experiment.input_files(d.full_path), [a, b])
-    self.assertEqual(experiment.input_files(f'{b}, {a}'), [b, a])
-    self.assertEqual(experiment.input_files(a), [a])
+    self.assertEqual(dataset_lib.input_files(d.full_path), [a, b])
+    self.assertEqual(dataset_lib.input_files(f'{b}, {a}'), [b, a])
+    self.assertEqual(dataset_lib.input_files(a), [a])
     with self.assertRaisesRegex(errors.InputFileNotFoundError, 'missing.npz'):
-      experiment.input_files(f'{a},{d.full_path}/missing.npz')
+      dataset_lib.input_files(f'{a},{d.full_path}/missing.npz')
     empty = self.create_tempdir().full_path
     with self.assertRaisesRegex(errors.InputFileNotFoundError, 'no .npz'):
-      experiment.input_files(empty)
+      dataset_lib.input_files(empty)
 
   def test_bad_file_raises_before_anything_is_decoded(self):
     d = self.create_tempdir().full_path
@@ -188,6 +196,64 @@ class InputFilesTest(absltest.TestCase):
     stream = experiment.iter_decoded(state, [good, bad], config.decode)
     with self.assertRaisesRegex(errors.DataFormatError, 'offsets'):
       next(stream)
+
+
+class InferTest(_RunTestCase):
+  """`experiment.infer`, the library side of infer.py."""
+
+  def setUp(self):
+    super().setUp()
+    self.config = toy.get_config()
+    self.config.decode.beam_size = 2
+    self.a = _write_npz(os.path.join(self.dir, 'a.npz'), [['x', 'y', 'x']])
+
+  def test_results_and_callback(self):
+    calls = []
+    out = os.path.join(self.dir, 'pred.json')
+    result = experiment.infer(
+      self.config,
+      self.workdir,
+      inputs=self.a,
+      output=out,
+      on_file=lambda result, file: calls.append((result.many, file.path)),
+    )
+    self.assertEqual(calls, [(False, self.a)])
+    (file,) = result.files
+    self.assertEqual(
+      (file.path, file.output, file.num_sequences), (self.a, out, 1)
+    )
+    self.assertTrue(os.path.exists(out))
+    if file.report is None:  # no pyannote.metrics: accuracies instead
+      self.assertLen(result.accuracies, 1)
+    else:
+      self.assertIs(result.report.rows[0], file.report.rows[0])
+
+  def test_bad_arguments_fail_before_anything_is_written(self):
+    other = os.path.join(self.dir, 'other')
+    os.makedirs(other)
+    same_name = _write_npz(os.path.join(other, 'a.npz'), [['x', 'y']])
+    for kwargs, message in (
+      (dict(plot='t.png', plot_index=-1), 'plot_index must be >= 0'),
+      (dict(plot='t.png', plot_index=1), 'inputs hold 1 conversations'),
+      (
+        dict(inputs=f'{self.a},{same_name}', output='out/'),
+        'would collide',
+      ),
+      (dict(inputs=self.dir, output=self.dir), 'would overwrite input'),
+    ):
+      with self.subTest(message):
+        kwargs = {'inputs': self.a, **kwargs}
+        if 'plot' in kwargs:
+          kwargs['plot'] = os.path.join(self.dir, kwargs['plot'])
+        before = sorted(os.listdir(self.dir))
+        with self.assertRaisesRegex(errors.ArgumentError, message):
+          experiment.infer(self.config, self.workdir, **kwargs)
+        self.assertEqual(sorted(os.listdir(self.dir)), before)
+    config = toy.get_config()
+    config.model.observation_dim = DIM
+    config.data.train_path = self.a
+    with self.assertRaisesRegex(errors.ConfigError, 'nothing to decode'):
+      experiment.infer(config, self.workdir)
 
 
 if __name__ == '__main__':

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from configs import librisim
-from uisrnn_jax import config_check, experiment
+from uisrnn_jax import config_check
+from uisrnn_jax import dataset as dataset_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,7 +37,7 @@ def test_data_paths_default_to_shared_dir_next_to_repo():
 )
 def test_dev_split_loads_with_the_configured_dimension():
   config = librisim.get_config()
-  dev = experiment.load_npz(
+  dev = dataset_lib.load_npz(
     config.data.test_path, observation_dim=config.model.observation_dim
   )
   assert len(dev.sequences) == len(dev.labels) > 0

@@ -146,13 +146,14 @@ def _child():
   ]
   out['decode_lengths'] = [len(s) for s in sharded]
   # infer.py's path: decode_dataset shards by itself when it sees devices.
+  from uisrnn_jax import dataset as dataset_lib
   from uisrnn_jax import experiment
 
   state = state.replace(
     transition_bias=jnp.float32(0.3), crp_alpha=jnp.float32(1.0)
   )
   via_infer = experiment.decode_dataset(
-    state, experiment.Dataset(test_seqs), config.decode
+    state, dataset_lib.Dataset(test_seqs), config.decode
   )
   out['infer_equal'] = [
     bool(np.array_equal(a, b)) for a, b in zip(one, via_infer, strict=True)

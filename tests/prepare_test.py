@@ -17,6 +17,7 @@ import numpy as np
 from absl.testing import absltest
 
 from uisrnn_jax import audio, experiment, prepare
+from uisrnn_jax import dataset as dataset_lib
 
 SR = audio.SAMPLE_RATE
 
@@ -98,7 +99,7 @@ class PrepareTest(absltest.TestCase):
       return {k: z[k] for k in z.files}
 
   def test_output_is_the_npz_format_with_reference_labels(self):
-    data = experiment.load_npz(self.full, observation_dim=256)
+    data = dataset_lib.load_npz(self.full, observation_dim=256)
     self.assertEqual(data.ids, ['a', 'b'])
     z = self._load(self.full)
     a, b = data.labels
@@ -162,7 +163,7 @@ class PrepareTest(absltest.TestCase):
       )  # fmt: skip
       self.assertEqual(status, 0)
     self.assertEqual(
-      [experiment.load_npz(p).ids for p in parts], [['a'], ['b']]
+      [dataset_lib.load_npz(p).ids for p in parts], [['a'], ['b']]
     )
     merged = os.path.join(self.dir, 'merged.npz')
     self.assertEqual(
@@ -190,7 +191,7 @@ class PrepareTest(absltest.TestCase):
     )
     out = os.path.join(self.dir, 'manifest.npz')
     self.assertEqual(prepare.main([manifest, f'--output={out}']), 0)
-    self.assertEqual(experiment.load_npz(out).ids, ['a'])
+    self.assertEqual(dataset_lib.load_npz(out).ids, ['a'])
 
   def test_errors_before_anything_is_written(self):
     import soundfile
@@ -229,7 +230,7 @@ class PrepareTest(absltest.TestCase):
        f'--cache_dir={self.full}.cache']
     )  # fmt: skip
     self.assertEqual(status, 0)
-    self.assertEqual(experiment.load_npz(out).ids, ['a'])
+    self.assertEqual(dataset_lib.load_npz(out).ids, ['a'])
 
 
 if __name__ == '__main__':
@@ -252,7 +253,7 @@ class AmiPrepareTest(absltest.TestCase):
        f'--uem={os.path.join(ami, "development.uem")}', f'--output={out}']
     )  # fmt: skip
     self.assertEqual(status, 0)
-    data = experiment.load_npz(out, observation_dim=256)
+    data = dataset_lib.load_npz(out, observation_dim=256)
     from uisrnn_jax import rttm
 
     onsets, offsets, speakers = rttm.read_rttm(

@@ -8,7 +8,8 @@ import jax_testing
 import numpy as np
 from absl.testing import absltest
 
-from uisrnn_jax import estimators, experiment, shards, train
+from uisrnn_jax import checkpoint, errors, estimators, experiment, shards, train
+from uisrnn_jax import dataset as dataset_lib
 
 
 def tiny_config():
@@ -29,7 +30,7 @@ def tiny_dataset(num=9, seed=0, d=3):
     )
     labels.append(np.array([f's{x}' for x in turns]))
     starts.append(0.4 * np.arange(len(turns), dtype=np.float32))
-  return experiment.Dataset(
+  return dataset_lib.Dataset(
     sequences=seqs,
     labels=labels,
     starts=starts,
@@ -61,8 +62,8 @@ class WriteAndLoadTest(absltest.TestCase):
       for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
     self.assertEqual([i for s in loaded for i in s.ids], dataset.ids)
-    # experiment.load_npz reads a shard too (same format).
-    first = experiment.load_npz(paths[0])
+    # dataset_lib.load_npz reads a shard too (same format).
+    first = dataset_lib.load_npz(paths[0])
     np.testing.assert_array_equal(first.sequences[0], dataset.sequences[0])
 
   def test_uncompressed_shards_are_memory_mapped(self):
@@ -101,11 +102,11 @@ class WriteAndLoadTest(absltest.TestCase):
     junk = os.path.join(directory, 'junk.npz')
     with open(junk, 'wb') as f:
       f.write(b'not a zip file')
-    with self.assertRaises(experiment.DataFormatError):
+    with self.assertRaises(errors.DataFormatError):
       shards.load_shard(junk)
     no_offsets = os.path.join(directory, 'no_offsets.npz')
     np.savez(no_offsets, embeddings=np.ones((3, 2), np.float32))
-    with self.assertRaisesRegex(experiment.DataFormatError, 'offsets'):
+    with self.assertRaisesRegex(errors.DataFormatError, 'offsets'):
       shards.load_shard(no_offsets)
     objects = os.path.join(directory, 'objects.npz')
     np.savez(
@@ -114,7 +115,7 @@ class WriteAndLoadTest(absltest.TestCase):
       offsets=np.array([0, 2]),
       labels=np.array(['a', 1], dtype=object),
     )
-    with self.assertRaisesRegex(experiment.DataFormatError, 'pickle'):
+    with self.assertRaisesRegex(errors.DataFormatError, 'pickle'):
       shards.load_shard(objects)
     with self.assertRaisesRegex(ValueError, 'rows_per_shard'):
       shards.write_shards(tiny_dataset(), directory, 0)
@@ -139,7 +140,7 @@ class FitShardedTest(absltest.TestCase):
     self.assertEqual(int(got.step), 6)
     want = self.fresh()
     for path in self.paths:
-      shard = experiment.load_npz(path)  # in memory, not memory-mapped
+      shard = dataset_lib.load_npz(path)  # in memory, not memory-mapped
       want = train.fit(
         want,
         [s.astype(np.float32) for s in shard.sequences],
@@ -183,6 +184,21 @@ class FitShardedTest(absltest.TestCase):
     self.assertEqual(
       float(resumed.transition_bias), float(straight.transition_bias)
     )
+
+  def test_train_and_evaluate_trains_from_configured_shards(self):
+    config = tiny_config()
+    config.data.train_shards = os.path.join(
+      os.path.dirname(self.paths[0]), 'shard-*.npz'
+    )
+    config.train.steps_per_shard = 2
+    config.train.train_iteration = 4
+    workdir = self.create_tempdir().full_path
+    got = experiment.train_and_evaluate(config, workdir, progress=False)
+    want = shards.fit_sharded(
+      self.fresh(), self.paths, self.config, steps_per_shard=2, num_steps=4
+    )
+    self.assertEqual(max_diff(got.params, want.params), 0.0)
+    self.assertEqual(checkpoint.checkpoint_steps(workdir), [4])
 
   def test_schedule_cycles_over_shards(self):
     self.assertEqual(

@@ -29,7 +29,7 @@ The pipeline (`embed_audio`, `diarize`):
    (resemblyzer's partial-utterance rule, per region), so no window
    straddles a long non-speech span; one 256-dim d-vector per window.
 4. `diarize`: all windows of a recording decoded as one UIS-RNN sequence;
-   window labels become turns per region (`evaluation.frames_to_segments`),
+   window labels become turns per region (`rttm.frames_to_segments`),
    cut to the detected speech (non-speech is never labelled), in the
    original audio's time. Returns a ``pyannote.core.Annotation``.
 
@@ -612,7 +612,7 @@ def window_turns(
 ) -> list[tuple[float, float, int]]:
   """Speaker turns in the original time line from one label per window.
 
-  Within each region, windows own the spans `evaluation.frames_to_segments`
+  Within each region, windows own the spans `rttm.frames_to_segments`
   gives them (the first from the region's start, the last to its end);
   the turns are then cut to the detected speech, so non-speech (including
   a short gap inside a merged region) is never labelled.
@@ -620,7 +620,7 @@ def window_turns(
   Returns:
     ``[(onset s, offset s, label)]`` sorted by time, non-overlapping.
   """
-  from uisrnn_jax import evaluation
+  from uisrnn_jax import rttm
 
   labels = np.asarray(labels)
   if len(labels) != len(embedded.starts):
@@ -633,7 +633,7 @@ def window_turns(
     starts = embedded.starts[idx].copy()
     ends = embedded.ends[idx].copy()
     starts[0], ends[-1] = a, b
-    seg = evaluation.frames_to_segments(starts, ends, labels[idx])
+    seg = rttm.frames_to_segments(starts, ends, labels[idx])
     inside = embedded.speech[
       (embedded.speech[:, 1] > a) & (embedded.speech[:, 0] < b)
     ]
@@ -1025,36 +1025,40 @@ def main(argv: Sequence[str] | None = None) -> int:
       print(f'error: {e}', file=sys.stderr)
       return 1
     hypotheses[annotation.uri] = annotation
-  for annotation, out in zip(hypotheses.values(), outputs):
-    text = rttm.annotation_text(annotation)
-    if out is None:
-      sys.stdout.write(text)
-      continue
-    if os.path.dirname(out):
-      os.makedirs(os.path.dirname(out), exist_ok=True)
-    checkpoint.atomic_write(out, text.encode())
-    print(
-      f'wrote {len(annotation)} turns of {len(annotation.labels())} '
-      f'speakers to {out}',
-      file=sys.stderr,
-    )
-  if references is not None:
-    report = evaluation.score_annotations(
-      {u: references[u] for u in hypotheses},
-      hypotheses,
-      uems=uems,
-      collar=args.collar,
-      skip_overlap=args.skip_overlap,
-    )
-    print(
-      report.table(), file=sys.stderr if args.output is None else sys.stdout
-    )
-    print(
-      report.summary(), file=sys.stderr if args.output is None else sys.stdout
-    )
-    if args.report:
-      report.write(args.report)
-      print(f'wrote {args.report}', file=sys.stderr)
+  try:  # a full disk, say: errors.OutputWriteError names the file
+    for annotation, out in zip(hypotheses.values(), outputs):
+      text = rttm.annotation_text(annotation)
+      if out is None:
+        sys.stdout.write(text)
+        continue
+      if os.path.dirname(out):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+      checkpoint.atomic_write(out, text.encode())
+      print(
+        f'wrote {len(annotation)} turns of {len(annotation.labels())} '
+        f'speakers to {out}',
+        file=sys.stderr,
+      )
+    if references is not None:
+      report = evaluation.score_annotations(
+        {u: references[u] for u in hypotheses},
+        hypotheses,
+        uems=uems,
+        collar=args.collar,
+        skip_overlap=args.skip_overlap,
+      )
+      print(
+        report.table(), file=sys.stderr if args.output is None else sys.stdout
+      )
+      print(
+        report.summary(), file=sys.stderr if args.output is None else sys.stdout
+      )
+      if args.report:
+        report.write(args.report)
+        print(f'wrote {args.report}', file=sys.stderr)
+  except OSError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
   return 0
 
 

@@ -13,12 +13,23 @@ version, and a body (msgpack again) holding the train state (step, params,
 optimizer state, p0 and its denominator, crp_alpha) and the config as JSON,
 with the body's SHA-256, so a corrupted file is detected on load rather than
 restored with wrong numbers. Version 1 files (no checksum) still load.
+
+A *model file* (`write_model` / `read_model`, what ``UISRNN.save`` and
+``python -m uisrnn_jax.convert`` write) holds a trained model alone: the
+parameters, p0 and its denominator, crp_alpha, the step count and the
+model's shape, as msgpack with its own format tag. `read_model` also reads
+a run checkpoint; uisrnn 0.1.2's torch files are read by
+`uisrnn_jax.convert`, which writes them out as model files.
+
+Every file the package writes goes through `atomic_write`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -30,13 +41,16 @@ import numpy as np
 from flax import serialization
 
 from uisrnn_jax import config_check, parallel
+from uisrnn_jax import model as model_lib
 from uisrnn_jax import train as train_lib
-from uisrnn_jax.errors import CheckpointError, ConfigError
+from uisrnn_jax.errors import CheckpointError, ConfigError, OutputWriteError
 
 FORMAT = 'uisrnn_jax.checkpoint'
 VERSION = 2  # 1: no body checksum (still readable)
 _NAME = re.compile(r'^ckpt_(\d+)\.msgpack$')
 TMP_PREFIX = '.tmp_ckpt_'
+MODEL_FORMAT = 'uisrnn_jax.model'
+MODEL_VERSION = 1
 
 
 def _state_dict(state: train_lib.TrainState) -> dict[str, Any]:
@@ -64,6 +78,22 @@ def _fsync_directory(directory: str) -> None:
     os.close(fd)
 
 
+def make_directory(path: str) -> None:
+  """``os.makedirs(path, exist_ok=True)``, failing with `OutputWriteError`."""
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise OutputWriteError(path, e, 'create directory') from e
+
+
+def remove(path: str) -> None:
+  """``os.remove(path)``, failing with `OutputWriteError`."""
+  try:
+    os.remove(path)
+  except OSError as e:
+    raise OutputWriteError(path, e, 'remove') from e
+
+
 def atomic_write(path: str, payload: bytes, *, prefix: str = '.tmp_') -> None:
   """Writes ``payload`` to ``path`` so that it is either complete or absent.
 
@@ -71,27 +101,56 @@ def atomic_write(path: str, payload: bytes, *, prefix: str = '.tmp_') -> None:
   and fsynced, then renamed over ``path`` (atomic on POSIX), and the
   directory is fsynced so the rename survives a power loss. Until the rename,
   an existing file at ``path`` is untouched; a crash leaves at most a
-  temporary file named ``prefix*``.
+  temporary file named ``prefix*``, a failed write (e.g. a full disk) none.
+  The file gets the permissions a new file gets (``0o666`` less the umask).
 
   Args:
     path: the destination.
     payload: the file's complete contents.
     prefix: name prefix of the temporary file.
+
+  Raises:
+    errors.OutputWriteError: the file cannot be written (the message names
+      ``path`` and the cause, e.g. "No space left on device").
   """
   directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
+  make_directory(directory)
   try:
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
+  except OSError as e:
+    raise OutputWriteError(path, e) from e
+  try:
+    os.fchmod(fd, 0o666 & ~_umask())
     with os.fdopen(fd, 'wb') as f:
       f.write(payload)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     if os.path.exists(tmp):
       os.remove(tmp)
+    if isinstance(e, OSError):
+      raise OutputWriteError(path, e) from e
     raise
   _fsync_directory(directory)
+
+
+def _umask() -> int:
+  """The process's umask.
+
+  Read from ``/proc/self/status`` where Linux has it; elsewhere by setting
+  and restoring it (which, for a moment, applies to other threads too).
+  """
+  try:
+    with open('/proc/self/status', encoding='ascii') as f:
+      for line in f:
+        if line.startswith('Umask:'):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError):
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
 
 
 def remove_stale_temporaries(workdir: str) -> list[str]:
@@ -108,7 +167,7 @@ def remove_stale_temporaries(workdir: str) -> list[str]:
   for name in os.listdir(workdir):
     if name.startswith(TMP_PREFIX):
       path = os.path.join(workdir, name)
-      os.remove(path)
+      remove(path)
       removed.append(path)
   return removed
 
@@ -152,6 +211,10 @@ def save_checkpoint(
 
   Returns:
     The path written.
+
+  Raises:
+    errors.OutputWriteError: the checkpoint cannot be written; the older
+      checkpoints are then untouched.
   """
   state = parallel.to_host(state)  # also multi-process replicated arrays
   body = serialization.msgpack_serialize(
@@ -172,7 +235,7 @@ def save_checkpoint(
   path = checkpoint_path(workdir, step)
   atomic_write(path, payload, prefix=TMP_PREFIX)
   for old in checkpoint_steps(workdir)[:-keep]:
-    os.remove(checkpoint_path(workdir, old))
+    remove(checkpoint_path(workdir, old))
   return path
 
 
@@ -309,3 +372,140 @@ def load_inference_state(
   config = config_from_checkpoint(read_checkpoint(path), path)
   target = train_lib.create_train_state(jax.random.key(0), config)
   return restore_state(path, target), config
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+  """What a model file holds: a trained model without its optimizer.
+
+  Attributes:
+    params: the parameter pytree (see `uisrnn_jax.model`).
+    transition_bias: p0, or None if it was never estimated or given.
+    transition_bias_denominator: pooling weight of p0 (transitions counted).
+    crp_alpha: CRP concentration.
+    step: training steps taken (0 for a converted uisrnn 0.1.2 model).
+  """
+
+  params: model_lib.Params
+  transition_bias: float | None
+  transition_bias_denominator: float
+  crp_alpha: float
+  step: int = 0
+
+  @classmethod
+  def from_state(cls, state: train_lib.TrainState) -> TrainedModel:
+    """The model of a train state (a NaN p0 becomes None)."""
+    state = jax.device_get(state)
+    p0 = float(state.transition_bias)
+    return cls(
+      params=state.params,
+      transition_bias=None if math.isnan(p0) else p0,
+      transition_bias_denominator=float(state.transition_bias_denominator),
+      crp_alpha=float(state.crp_alpha),
+      step=int(state.step),
+    )
+
+  @property
+  def observation_dim(self) -> int:
+    """D."""
+    return int(self.params['sigma2'].shape[-1])
+
+  @property
+  def rnn_hidden_size(self) -> int:
+    """H."""
+    return int(self.params['init_hidden'].shape[-1])
+
+  @property
+  def rnn_depth(self) -> int:
+    """L."""
+    return len(self.params['rnn'])
+
+
+def write_model(path: str | os.PathLike[str], model: TrainedModel) -> None:
+  """Writes ``model`` as a model file (msgpack, no pickle), atomically.
+
+  Args:
+    path: where to write; parent directories are created.
+    model: the model (parameters are stored as float32).
+
+  Raises:
+    errors.OutputWriteError: the file cannot be written.
+  """
+  params = jax.tree.map(
+    lambda x: np.asarray(x, np.float32), jax.device_get(model.params)
+  )
+  p0 = model.transition_bias
+  payload = {
+    'format': MODEL_FORMAT,
+    'version': MODEL_VERSION,
+    'model': {
+      'observation_dim': model.observation_dim,
+      'rnn_hidden_size': model.rnn_hidden_size,
+      'rnn_depth': model.rnn_depth,
+    },
+    'step': int(model.step),
+    'params': serialization.to_state_dict(params),
+    'transition_bias': math.nan if p0 is None else float(p0),
+    'transition_bias_denominator': float(model.transition_bias_denominator),
+    'crp_alpha': float(model.crp_alpha),
+  }
+  atomic_write(os.fspath(path), serialization.msgpack_serialize(payload))
+
+
+def read_model(path: str | os.PathLike[str]) -> TrainedModel | None:
+  """Reads a model file (`write_model`) or a run checkpoint.
+
+  Args:
+    path: the file.
+
+  Returns:
+    The model (float32 parameters), or None when the file is in neither
+    format (e.g. a uisrnn 0.1.2 torch file; see `uisrnn_jax.convert`).
+
+  Raises:
+    FileNotFoundError: no such file.
+    CheckpointError: one of the two formats, but of an unknown version,
+      corrupted, or holding an invalid config.
+  """
+  path = os.fspath(path)
+  with open(path, 'rb') as f:
+    raw = f.read()
+  try:
+    restored = serialization.msgpack_restore(raw)
+  except Exception:  # msgpack raises several types on foreign bytes
+    return None
+  if not isinstance(restored, dict):
+    return None
+  if restored.get('format') == FORMAT:
+    state, _ = load_inference_state(path)
+    return TrainedModel.from_state(state)
+  if restored.get('format') != MODEL_FORMAT:
+    return None
+  if restored.get('version') != MODEL_VERSION:
+    raise CheckpointError(
+      f'{path} has model file version {restored.get("version")}; this '
+      f'uisrnn_jax reads version {MODEL_VERSION}'
+    )
+  try:
+    shape = restored['model']
+    target = jax.eval_shape(
+      lambda: model_lib.init_params(
+        jax.random.key(0),
+        observation_dim=int(shape['observation_dim']),
+        hidden_size=int(shape['rnn_hidden_size']),
+        depth=int(shape['rnn_depth']),
+      )
+    )
+    params = serialization.from_state_dict(target, restored['params'])
+    p0 = float(restored['transition_bias'])
+    return TrainedModel(
+      params=jax.tree.map(lambda x: jax.numpy.asarray(x, np.float32), params),
+      transition_bias=None if math.isnan(p0) else p0,
+      transition_bias_denominator=float(
+        restored['transition_bias_denominator']
+      ),
+      crp_alpha=float(restored['crp_alpha']),
+      step=int(restored['step']),
+    )
+  except (KeyError, TypeError, ValueError) as e:
+    raise CheckpointError(f'{path} is corrupted: {e}') from e

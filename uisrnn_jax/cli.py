@@ -10,14 +10,13 @@ Any config field can be overridden, e.g. ``--config.train.learning_rate=0.01``.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from uisrnn_jax import checkpoint, config_check, errors, experiment
+from uisrnn_jax import config_check, errors, experiment
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', None, 'Path to a config file.'
@@ -89,7 +88,9 @@ def train_main(argv: list[str]) -> None:
 
   Bad input (`uisrnn_jax.errors.UISRNNJaxError`: an invalid config, data
   file or checkpoint) exits with status 1 and ``error: <message>`` before
-  anything is written.
+  anything is written. So does a checkpoint or metrics file that cannot be
+  written (`errors.OutputWriteError`: a full disk, ...), naming the file and
+  the cause; the checkpoints written before stay intact.
   """
   if len(argv) > 1:
     raise SystemExit(f'unexpected arguments: {argv[1:]}')
@@ -102,7 +103,7 @@ def train_main(argv: list[str]) -> None:
   try:
     config_check.validate_config(config)
     state = experiment.train_and_evaluate(config, _WORKDIR.value)
-  except errors.UISRNNJaxError as e:
+  except (errors.UISRNNJaxError, errors.OutputWriteError) as e:
     raise SystemExit(f'error: {e}') from e
   print(
     f'trained {int(state.step)} steps: transition_bias='
@@ -111,33 +112,10 @@ def train_main(argv: list[str]) -> None:
   )
 
 
-def _output_paths(inputs: list[str], output: str | None, many: bool):
-  """Output file per input (None: write nothing); checked before decoding."""
-  if not output:
-    return [None] * len(inputs)
-  as_directory = many or os.path.isdir(output) or output.endswith(os.sep)
-  if not as_directory:
-    return [output]
-  names = [os.path.basename(p) for p in inputs]
-  if len(set(names)) != len(names):
-    raise SystemExit(
-      'error: inputs share file names, so their outputs in '
-      f'{output} would collide: {sorted(names)}'
-    )
-  outputs = [os.path.join(output, n) for n in names]
-  for src, dst in zip(inputs, outputs):
-    if os.path.exists(dst) and os.path.samefile(src, dst):
-      raise SystemExit(f'error: --output={output} would overwrite input {src}')
-  os.makedirs(output, exist_ok=True)
-  return outputs
-
-
-def _print_report(dataset_reports: list, accuracy_only: list) -> None:
-  """Prints the per-conversation table and the totals."""
-  from uisrnn_jax import evaluation
-
-  if dataset_reports:
-    report = evaluation.combine(dataset_reports)
+def print_infer_report(result: experiment.InferenceResult) -> None:
+  """Prints the per-conversation table and the totals of `experiment.infer`."""
+  report = result.report
+  if report is not None:
     print(report.table())
     n = len(report.rows)
     print(f'accuracy: {report.accuracy:.4f} over {n} sequences (mean)')
@@ -156,107 +134,49 @@ def _print_report(dataset_reports: list, accuracy_only: list) -> None:
       f'speaker-count error: {report.speaker_count_error:.3f} (mean '
       f'|#predicted - #reference|; signed {report.speaker_count_bias:+.3f})'
     )
-  elif accuracy_only:
-    scores = [s for _, s in accuracy_only]
-    for name, score in accuracy_only:
+  elif result.accuracies:
+    scores = [s for _, s in result.accuracies]
+    for name, score in result.accuracies:
       print(f'  {name}: accuracy {score:.4f}')
     print(f'accuracy: {np.mean(scores):.4f} over {len(scores)} sequences')
     print('DER: not computed (pip install pyannote.metrics)')
 
 
+def _print_file(
+  result: experiment.InferenceResult, file: experiment.FileResult
+) -> None:
+  """Prints what `experiment.infer` did with one input, as it is done."""
+  if file.output:
+    print(f'wrote labels of {file.num_sequences} sequences to {file.output}')
+  if result.many and file.report is not None:
+    print(f'{file.path}: {file.report.summary()}')
+
+
 def infer_main(argv: list[str]) -> None:
   """Decodes with the newest checkpoint in --workdir and reports scores.
 
-  Inputs are decoded one file at a time (bounded memory). With labels, it
-  prints a per-conversation table, mean accuracy, DER and speaker-count
-  error (`uisrnn_jax.evaluation`). Bad input (`errors.UISRNNJaxError`)
-  exits with status 1 and ``error: <message>``.
+  `experiment.infer` does the work: inputs are decoded one file at a time
+  (bounded memory); with labels, this prints a per-conversation table, mean
+  accuracy, DER and speaker-count error (`uisrnn_jax.evaluation`). Bad
+  input (`errors.UISRNNJaxError`) and an output that cannot be written
+  (`errors.OutputWriteError`) exit with status 1 and ``error: <message>``.
   """
   if len(argv) > 1:
     raise SystemExit(f'unexpected arguments: {argv[1:]}')
-  from uisrnn_jax import evaluation
-
-  config = _CONFIG.value
   try:
-    config_check.validate_config(config)
-    state, _ = checkpoint.load_inference_state(_WORKDIR.value)
-  except errors.UISRNNJaxError as e:
-    raise SystemExit(f'error: {e}') from e
-  if _PLOT_INDEX.value < 0:
-    raise SystemExit(
-      f'error: --plot_index must be >= 0, got {_PLOT_INDEX.value}'
+    result = experiment.infer(
+      _CONFIG.value,
+      _WORKDIR.value,
+      inputs=_INPUT.value,
+      output=_OUTPUT.value,
+      collar=_COLLAR.value,
+      plot=_PLOT.value,
+      plot_index=_PLOT_INDEX.value,
+      on_file=_print_file,
     )
-  dim = int(state.params['sigma2'].shape[-1])
-  try:
-    if _INPUT.value:
-      inputs = experiment.input_files(_INPUT.value)
-      many = len(inputs) > 1 or os.path.isdir(_INPUT.value)
-      if _PLOT.value:  # refuse a bad --plot_index before writing anything
-        counts = [experiment.count_conversations(p) for p in inputs]
-        if None not in counts and _PLOT_INDEX.value >= sum(counts):
-          raise SystemExit(
-            f'error: --plot_index={_PLOT_INDEX.value} but the inputs hold '
-            f'{sum(counts)} conversations'
-          )
-      outputs = _output_paths(inputs, _OUTPUT.value, many)
-      decoded = experiment.iter_decoded(
-        state, inputs, config.decode, observation_dim=dim
-      )
-    else:
-      _, dataset = experiment.load_splits(config)
-      if dataset is None:
-        raise SystemExit('error: no --input and no config.data.test_path')
-      many = False
-      outputs = [_OUTPUT.value]
-      predicted = experiment.decode_dataset(state, dataset, config.decode)
-      decoded = iter([('config test split', dataset, predicted)])
-    with_der = evaluation.available()
-    reports, accuracy_only, seen, to_plot = [], [], 0, None
-    for (path, dataset, predicted), out in zip(decoded, outputs, strict=True):
-      if out:
-        experiment.write_predictions(out, dataset, predicted)
-        print(f'wrote labels of {len(predicted)} sequences to {out}')
-      if dataset.labels is not None:
-        if with_der:
-          report = evaluation.evaluate(dataset, predicted, collar=_COLLAR.value)
-          reports.append(report)
-          if many:
-            print(f'{path}: {report.summary()}')
-        else:
-          accuracy_only.extend(
-            (dataset.ids[i] if dataset.ids else f'sequence {i}', score)
-            for i, score in enumerate(
-              experiment.accuracy_report(dataset, predicted)['per_sequence']
-            )
-          )
-      if _PLOT.value and seen <= _PLOT_INDEX.value < seen + len(predicted):
-        to_plot = _timeline_args(dataset, predicted, _PLOT_INDEX.value - seen)
-      seen += len(predicted)
-      del dataset, predicted  # one file at a time
-  except errors.UISRNNJaxError as e:
+  except (errors.UISRNNJaxError, errors.OutputWriteError) as e:
     raise SystemExit(f'error: {e}') from e
-  _print_report(reports, accuracy_only)
-  if _PLOT.value:
-    if to_plot is None:
-      raise SystemExit(
-        f'error: --plot_index={_PLOT_INDEX.value} but there are only {seen} '
-        'conversations'
-      )
-    from uisrnn_jax import plots
-
-    ax = plots.plot_timeline(**to_plot)
-    ax.figure.savefig(_PLOT.value, dpi=120)
-    print(f'wrote timeline of {to_plot["title"]} to {_PLOT.value}')
+  print_infer_report(result)
+  if result.plotted is not None:
+    print(f'wrote timeline of {result.plotted} to {_PLOT.value}')
   sys.stdout.flush()
-
-
-def _timeline_args(dataset, predicted, c: int) -> dict:
-  """Arguments of `plots.plot_timeline` for conversation ``c``."""
-  name = dataset.ids[c] if dataset.ids else f'seq{c}'
-  return dict(
-    ref_labels=None if dataset.labels is None else dataset.labels[c],
-    pred_labels=predicted[c],
-    starts=None if dataset.starts is None else dataset.starts[c],
-    ends=None if dataset.ends is None else dataset.ends[c],
-    title=name,
-  )

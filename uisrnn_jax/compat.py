@@ -52,11 +52,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from flax import serialization
 
 from uisrnn_jax import (
   checkpoint,
   config_check,
+  convert,
   data,
   decode,
   defaults,
@@ -65,9 +65,6 @@ from uisrnn_jax import (
 )
 from uisrnn_jax import model as model_lib
 from uisrnn_jax import streaming as streaming_lib
-
-MODEL_FORMAT = 'uisrnn_jax.model'
-MODEL_VERSION = 1
 
 # The seed's verbosity levels and the absl severity each is logged at.
 _SEVERITY = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
@@ -278,15 +275,18 @@ class UISRNN:
     )
 
   @classmethod
-  def from_reference_model(cls, reference: Any, **model_args: Any) -> UISRNN:
-    """A model holding a converted uisrnn 0.1.2 model (`convert.read_...`).
+  def from_reference_model(
+    cls, reference: checkpoint.TrainedModel, **model_args: Any
+  ) -> UISRNN:
+    """A model holding a trained model, e.g. a converted uisrnn 0.1.2 one.
 
     Args:
-      reference: a `uisrnn_jax.convert.ReferenceModel`.
+      reference: a `uisrnn_jax.checkpoint.TrainedModel` (what
+        `uisrnn_jax.convert.read_reference_model` returns).
       **model_args: other ``model_args`` fields (e.g. ``verbosity``).
 
     Returns:
-      The model, with the reference's weights, p0 and alpha.
+      The model, with the reference's weights, p0, alpha and step.
     """
     args = dict(
       observation_dim=reference.observation_dim,
@@ -296,13 +296,7 @@ class UISRNN:
     )
     args.update(model_args)
     model = cls(argparse.Namespace(**args))
-    model._set_loaded(
-      params=reference.params,
-      transition_bias=reference.transition_bias,
-      denominator=reference.transition_bias_denominator,
-      crp_alpha=reference.crp_alpha,
-      step=0,
-    )
+    model._set_loaded(reference)
     return model
 
   # The seed's attributes. ---------------------------------------------------
@@ -629,29 +623,19 @@ class UISRNN:
   def save(self, filepath: str | os.PathLike[str]) -> None:
     """Writes the model to one msgpack file (no pickle), atomically.
 
-    The file holds the parameters, ``transition_bias``, its denominator,
-    ``crp_alpha``, the step count and the model's shape; `load` reads it.
+    The file (`uisrnn_jax.checkpoint.write_model`) holds the parameters,
+    ``transition_bias``, its denominator, ``crp_alpha``, the step count and
+    the model's shape; `load` reads it.
 
     Args:
       filepath: where to write; parent directories are created.
+
+    Raises:
+      uisrnn_jax.errors.OutputWriteError: (an OSError) the file cannot be
+        written, e.g. the disk is full; an existing file is left as it was.
     """
-    state = jax.device_get(self.state)
-    payload = {
-      'format': MODEL_FORMAT,
-      'version': MODEL_VERSION,
-      'model': {
-        'observation_dim': self.observation_dim,
-        'rnn_hidden_size': int(self.config.model.rnn_hidden_size),
-        'rnn_depth': int(self.config.model.rnn_depth),
-      },
-      'step': int(state.step),
-      'params': serialization.to_state_dict(state.params),
-      'transition_bias': float(state.transition_bias),
-      'transition_bias_denominator': float(state.transition_bias_denominator),
-      'crp_alpha': float(state.crp_alpha),
-    }
-    checkpoint.atomic_write(
-      os.fspath(filepath), serialization.msgpack_serialize(payload)
+    checkpoint.write_model(
+      filepath, checkpoint.TrainedModel.from_state(self.state)
     )
 
   def load(self, filepath: str | os.PathLike[str]) -> None:
@@ -678,88 +662,24 @@ class UISRNN:
     path = os.fspath(filepath)
     with open(path, 'rb') as f:
       header = f.read(8)
-    from uisrnn_jax import convert  # noqa: PLC0415 (imports compat lazily)
-
     if header.startswith(b'PK'):  # a zip file: torch's format
-      loaded = self._read_reference(path)
+      loaded = _read_reference(path)
     else:
-      loaded = self._read_msgpack(path)
+      loaded = checkpoint.read_model(path)
       if loaded is None and convert.is_torch_file(header):
-        loaded = self._read_reference(path)
+        loaded = _read_reference(path)
       elif loaded is None:
         raise checkpoint.CheckpointError(
           f'{path} is not a uisrnn_jax model file, a train.py checkpoint or '
           'a uisrnn 0.1.2 model file'
         )
-    self._check_shape(path, loaded['params'])
-    self._set_loaded(**loaded)
+    self._check_shape(path, loaded.params)
+    self._set_loaded(loaded)
     self.logger.print(
       3,
       f'Loaded model from {path}: transition_bias={self.transition_bias}, '
       f'crp_alpha={self.crp_alpha}, sigma2={self.sigma2}',
     )
-
-  def _read_reference(self, path: str) -> dict[str, Any]:
-    from uisrnn_jax import convert  # noqa: PLC0415
-
-    try:
-      reference = convert.read_reference_model(path)
-    except convert.ReferenceFileError as e:
-      raise checkpoint.CheckpointError(str(e)) from e
-    return dict(
-      params=reference.params,
-      transition_bias=reference.transition_bias,
-      denominator=reference.transition_bias_denominator,
-      crp_alpha=reference.crp_alpha,
-      step=0,
-    )
-
-  def _read_msgpack(self, path: str) -> dict[str, Any] | None:
-    """Reads our model file or a train.py checkpoint; None if neither."""
-    with open(path, 'rb') as f:
-      raw = f.read()
-    try:
-      restored = serialization.msgpack_restore(raw)
-    except Exception:  # msgpack raises several types on foreign bytes
-      return None
-    if not isinstance(restored, dict):
-      return None
-    if restored.get('format') == checkpoint.FORMAT:
-      state, _ = checkpoint.load_inference_state(path)
-      return dict(
-        params=state.params,
-        transition_bias=_nan_to_none(float(state.transition_bias)),
-        denominator=float(state.transition_bias_denominator),
-        crp_alpha=float(state.crp_alpha),
-        step=int(state.step),
-      )
-    if restored.get('format') != MODEL_FORMAT:
-      return None
-    if restored.get('version') != MODEL_VERSION:
-      raise checkpoint.CheckpointError(
-        f'{path} has model file version {restored.get("version")}; this '
-        f'uisrnn_jax reads version {MODEL_VERSION}'
-      )
-    try:
-      shape = restored['model']
-      target = jax.eval_shape(
-        lambda: model_lib.init_params(
-          jax.random.key(0),
-          observation_dim=int(shape['observation_dim']),
-          hidden_size=int(shape['rnn_hidden_size']),
-          depth=int(shape['rnn_depth']),
-        )
-      )
-      params = serialization.from_state_dict(target, restored['params'])
-      return dict(
-        params=jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params),
-        transition_bias=_nan_to_none(float(restored['transition_bias'])),
-        denominator=float(restored['transition_bias_denominator']),
-        crp_alpha=float(restored['crp_alpha']),
-        step=int(restored['step']),
-      )
-    except (KeyError, TypeError, ValueError) as e:
-      raise checkpoint.CheckpointError(f'{path} is corrupted: {e}') from e
 
   def _check_shape(self, path: str, params: model_lib.Params) -> None:
     expected = jax.tree.map(np.shape, self.state.params)
@@ -779,26 +699,27 @@ class UISRNN:
         'matching model_args'
       )
 
-  def _set_loaded(
-    self,
-    *,
-    params: model_lib.Params,
-    transition_bias: float | None,
-    denominator: float,
-    crp_alpha: float,
-    step: int,
-  ) -> None:
-    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+  def _set_loaded(self, loaded: checkpoint.TrainedModel) -> None:
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), loaded.params)
+    p0 = loaded.transition_bias
     self.state = self.state.replace(
-      step=jnp.asarray(step, jnp.int32),
+      step=jnp.asarray(loaded.step, jnp.int32),
       params=params,
       opt_state=self.state.tx.init(params),
-      transition_bias=jnp.asarray(
-        math.nan if transition_bias is None else transition_bias, jnp.float32
+      transition_bias=jnp.asarray(math.nan if p0 is None else p0, jnp.float32),
+      transition_bias_denominator=jnp.asarray(
+        loaded.transition_bias_denominator, jnp.float32
       ),
-      transition_bias_denominator=jnp.asarray(denominator, jnp.float32),
-      crp_alpha=jnp.asarray(crp_alpha, jnp.float32),
+      crp_alpha=jnp.asarray(loaded.crp_alpha, jnp.float32),
     )
+
+
+def _read_reference(path: str) -> checkpoint.TrainedModel:
+  """A uisrnn 0.1.2 model file, its problems as `CheckpointError`."""
+  try:
+    return convert.read_reference_model(path)
+  except convert.ReferenceFileError as e:
+    raise checkpoint.CheckpointError(str(e)) from e
 
 
 def _nan_to_none(value: float) -> float | None:

@@ -20,14 +20,13 @@ Convert once, then load without torch::
 
   python -m uisrnn_jax.convert reference_model.uisrnn model.msgpack
 
-The output is the single-file format of `uisrnn_jax.compat.UISRNN.save`;
-``UISRNN.load`` reads both.
+The output is the model file format of `uisrnn_jax.checkpoint.write_model`
+(what `uisrnn_jax.compat.UISRNN.save` writes); ``UISRNN.load`` reads both.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import os
 import pickle
@@ -38,6 +37,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from uisrnn_jax import checkpoint
 from uisrnn_jax import model as model_lib
 
 TORCH_EXTRA_HINT = (
@@ -59,39 +59,6 @@ _REQUIRED_KEYS = (
 
 class ReferenceFileError(ValueError):
   """A file is not a readable uisrnn 0.1.2 model file."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ReferenceModel:
-  """The contents of a uisrnn 0.1.2 model file, converted.
-
-  Attributes:
-    params: our parameter pytree (float32), see `uisrnn_jax.model`.
-    transition_bias: p0, or None if the reference model never estimated it.
-    transition_bias_denominator: pooling weight of p0 (0.0 when p0 was
-      given).
-    crp_alpha: CRP concentration.
-  """
-
-  params: model_lib.Params
-  transition_bias: float | None
-  transition_bias_denominator: float
-  crp_alpha: float
-
-  @property
-  def observation_dim(self) -> int:
-    """D."""
-    return int(self.params['sigma2'].shape[-1])
-
-  @property
-  def rnn_hidden_size(self) -> int:
-    """H."""
-    return int(self.params['init_hidden'].shape[-1])
-
-  @property
-  def rnn_depth(self) -> int:
-    """L."""
-    return len(self.params['rnn'])
 
 
 def is_torch_file(header: bytes) -> bool:
@@ -182,14 +149,14 @@ def _as_float(value: Any, name: str, *, optional: bool = False) -> float | None:
   return float(value)
 
 
-def reference_model_from_dict(var_dict: Any) -> ReferenceModel:
+def reference_model_from_dict(var_dict: Any) -> checkpoint.TrainedModel:
   """Converts the dict that uisrnn 0.1.2's ``save()`` writes.
 
   Args:
     var_dict: the loaded dict (tensors may be torch tensors or NumPy).
 
   Returns:
-    The converted `ReferenceModel`.
+    The converted model (`checkpoint.TrainedModel`, step 0).
 
   Raises:
     ReferenceFileError: keys are missing, or values have the wrong type or
@@ -225,7 +192,7 @@ def reference_model_from_dict(var_dict: Any) -> ReferenceModel:
   if not params['rnn']:
     raise ReferenceFileError('rnn_state_dict has no GRU layer')
   _check_shapes(params)
-  return ReferenceModel(
+  return checkpoint.TrainedModel(
     params=params,
     transition_bias=_as_float(
       var_dict['transition_bias'], 'transition_bias', optional=True
@@ -258,7 +225,9 @@ def _check_shapes(params: model_lib.Params) -> None:
       )
 
 
-def read_reference_model(path: str | os.PathLike[str]) -> ReferenceModel:
+def read_reference_model(
+  path: str | os.PathLike[str],
+) -> checkpoint.TrainedModel:
   """Loads a model file written by uisrnn 0.1.2's ``UISRNN.save()``.
 
   Uses ``torch.load(path, weights_only=True)`` with only
@@ -268,7 +237,7 @@ def read_reference_model(path: str | os.PathLike[str]) -> ReferenceModel:
     path: the file.
 
   Returns:
-    The converted `ReferenceModel`.
+    The converted model (`checkpoint.TrainedModel`, step 0).
 
   Raises:
     ImportError: torch is not installed (the message names the extra).
@@ -295,11 +264,12 @@ def read_reference_model(path: str | os.PathLike[str]) -> ReferenceModel:
 
 def convert(
   reference_path: str | os.PathLike[str], output_path: str | os.PathLike[str]
-) -> ReferenceModel:
-  """Converts a uisrnn 0.1.2 model file into our single-file format.
+) -> checkpoint.TrainedModel:
+  """Converts a uisrnn 0.1.2 model file into our model file format.
 
-  The output is what `uisrnn_jax.compat.UISRNN.save` writes, so
-  ``UISRNN.load(output_path)`` then works without torch.
+  The output is what `uisrnn_jax.compat.UISRNN.save` writes
+  (`checkpoint.write_model`), so ``UISRNN.load(output_path)`` then works
+  without torch.
 
   Args:
     reference_path: file written by ``uisrnn.UISRNN.save()``.
@@ -311,11 +281,8 @@ def convert(
   Raises:
     See `read_reference_model`.
   """
-  from uisrnn_jax import compat  # noqa: PLC0415 (compat imports this module)
-
   reference = read_reference_model(reference_path)
-  model = compat.UISRNN.from_reference_model(reference)
-  model.save(output_path)
+  checkpoint.write_model(output_path, reference)
   return reference
 
 

@@ -33,7 +33,16 @@ exception                   raised when
 `DataFormatError`           an input file is not the documented ``.npz``
 `InputFileNotFoundError`    an input file does not exist (also a
                             ``FileNotFoundError``)
+`ArgumentError`             an argument of a whole run cannot be used (an
+                            output that would overwrite an input, a plot
+                            index beyond the conversations)
 ==========================  ===============================================
+
+A file the package cannot write (a full disk, no permission, a read-only
+file system) raises `OutputWriteError`, an ``OSError`` that names the path
+and the cause; it is not a `UISRNNJaxError`, since the input was fine. Files
+are written atomically (see `uisrnn_jax.checkpoint.atomic_write`), so a
+failed write leaves the previous file, e.g. the last checkpoint, intact.
 
 A sequence of length 1 is valid everywhere: in training it is a speaker
 sample of one observation with no transition (p0 is estimated with add-one
@@ -92,7 +101,29 @@ class AudioError(DataFormatError):
   """An audio file cannot be decoded or has no samples (names the file)."""
 
 
+class ArgumentError(UISRNNJaxError):
+  """An argument of a run (e.g. infer's output or plot index) is unusable."""
+
+
+class OutputWriteError(OSError):
+  """A file cannot be written (or replaced, or removed): disk full, ...
+
+  Args:
+    path: the file.
+    cause: the ``OSError`` raised by the operating system.
+    action: what failed, for the message (``'write'``, ``'remove'``, ...).
+  """
+
+  def __init__(self, path: str, cause: OSError, action: str = 'write'):
+    super().__init__(cause.errno, cause.strerror or str(cause), path)
+    self.action = action
+
+  def __str__(self) -> str:
+    return f'cannot {self.action} {self.filename}: {self.strerror}'
+
+
 __all__ = [
+  'ArgumentError',
   'AudioError',
   'CheckpointError',
   'ConfigError',
@@ -102,6 +133,7 @@ __all__ = [
   'InvalidLabelsError',
   'InvalidSequenceError',
   'LabelsTypeError',
+  'OutputWriteError',
   'SequenceTypeError',
   'SpeakerOverflowError',
   'UISRNNJaxError',

@@ -1,24 +1,18 @@
-"""Evaluation metrics and metric writers (host-side NumPy).
+"""Frame accuracy of speaker labels (host-side NumPy); the seed's ``evals``.
 
 Accuracy is the reference's: the fraction of frames labelled consistently
 under the best one-to-one matching of reference speakers to hypothesis
 speakers (Hungarian algorithm), so it is invariant to how either side names
-its speakers.
-
-Writers follow the shape of ``clu.metric_writers.MetricWriter`` (without
-importing clu, which pulls in TensorFlow): ``JsonlWriter`` appends one JSON
-line per call, ``LoggingWriter`` logs it, ``MultiWriter`` fans out.
+its speakers. DER and per-conversation reports are in `uisrnn_jax.evaluation`;
+the training loop's metric writers in `uisrnn_jax.metric_writers`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-from absl import logging
 from scipy import optimize
 
 
@@ -153,133 +147,3 @@ def compute_sequence_match_accuracy(sequence1: list, sequence2: list) -> float:
       'sequence1 and sequence2 must have the same non-zero length'
     )
   return frame_accuracy(sequence1, sequence2)
-
-
-@runtime_checkable
-class MetricWriter(Protocol):
-  """What the training loop writes scalars to (clu's MetricWriter subset)."""
-
-  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    """Records ``scalars`` (name -> number) at ``step``."""
-
-  def flush(self) -> None:
-    """Pushes buffered records to their destination."""
-
-  def close(self) -> None:
-    """Flushes and releases resources; the writer is unusable afterwards."""
-
-
-def _to_record(step: int, scalars: Mapping[str, float]) -> dict[str, Any]:
-  if 'step' in scalars:
-    raise ValueError('"step" is reserved and cannot be a scalar name')
-  return {'step': int(step), **{k: float(v) for k, v in scalars.items()}}
-
-
-class JsonlWriter:
-  """Appends one JSON object per ``write_scalars`` call to a file.
-
-  Each line is ``{"step": 100, "loss": 0.52, ...}``. The file is opened in
-  append mode, so a resumed run continues it, and flushed after every line,
-  so it can be followed live. Non-finite values are written as ``NaN`` /
-  ``Infinity``, which Python's ``json`` reads back. A last line left
-  unfinished by a killed writer is cut off before appending, so the file stays
-  one whole record per line.
-
-  Args:
-    path: file to append to; missing parent directories are created.
-  """
-
-  def __init__(self, path: str | os.PathLike[str]):
-    self.path = os.fspath(path)
-    parent = os.path.dirname(self.path)
-    if parent:
-      os.makedirs(parent, exist_ok=True)
-    _drop_unfinished_line(self.path)
-    self._file = open(self.path, 'a', encoding='utf-8')
-
-  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    self._file.write(json.dumps(_to_record(step, scalars)) + '\n')
-    self._file.flush()
-
-  def flush(self) -> None:
-    self._file.flush()
-
-  def close(self) -> None:
-    if not self._file.closed:
-      self._file.close()
-
-  def __enter__(self) -> JsonlWriter:
-    return self
-
-  def __exit__(self, *exc_info: object) -> None:
-    self.close()
-
-
-def _drop_unfinished_line(path: str) -> None:
-  """Truncates ``path`` after its last newline (no-op if it ends in one)."""
-  try:
-    with open(path, 'rb+') as f:
-      data = f.read()
-      if data and not data.endswith(b'\n'):
-        f.truncate(data.rfind(b'\n') + 1)
-  except FileNotFoundError:
-    pass
-
-
-def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-  """Reads back the records written by ``JsonlWriter``, in order.
-
-  A last line cut short (the writer was killed mid-line) is skipped; a bad
-  line anywhere else raises ``ValueError`` naming it.
-  """
-  with open(path, encoding='utf-8') as f:
-    lines = [line for line in f if line.strip()]
-  records = []
-  for i, line in enumerate(lines):
-    try:
-      records.append(json.loads(line))
-    except json.JSONDecodeError as e:
-      if i == len(lines) - 1 and not line.endswith('\n'):
-        break  # an interrupted final write
-      raise ValueError(f'{path}: line {i + 1} is not JSON ({e})') from e
-  return records
-
-
-class LoggingWriter:
-  """Logs each call as one ``absl.logging`` info line: ``[step] k=v, ...``."""
-
-  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    record = _to_record(step, scalars)
-    del record['step']
-    logging.info(
-      '[%d] %s', step, ', '.join(f'{k}={v:.6g}' for k, v in record.items())
-    )
-
-  def flush(self) -> None:
-    pass
-
-  def close(self) -> None:
-    pass
-
-
-class MultiWriter:
-  """Forwards every call to each of several writers, in order.
-
-  Args:
-    writers: the writers to forward to.
-  """
-
-  def __init__(self, writers: Iterable[MetricWriter]):
-    self.writers = tuple(writers)
-
-  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    for writer in self.writers:
-      writer.write_scalars(step, scalars)
-
-  def flush(self) -> None:
-    for writer in self.writers:
-      writer.flush()
-
-  def close(self) -> None:
-    for writer in self.writers:
-      writer.close()

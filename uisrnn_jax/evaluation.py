@@ -39,8 +39,8 @@ frame counts).
 ``pyannote.metrics`` is imported lazily (``pip install pyannote.metrics``),
 so the rest of the package works without it.
 
->>> from uisrnn_jax import evaluation, experiment
->>> data = experiment.load_npz('dev.npz')                        # doctest: +SKIP
+>>> from uisrnn_jax import dataset, evaluation
+>>> data = dataset.load_npz('dev.npz')                          # doctest: +SKIP
 >>> report = evaluation.evaluate(data, predicted, collar=0.25)  # doctest: +SKIP
 >>> print(report.table())                                       # doctest: +SKIP
 """
@@ -54,10 +54,10 @@ from typing import Any
 
 import numpy as np
 
-from uisrnn_jax import evals
+from uisrnn_jax import evals, rttm
+from uisrnn_jax.rttm import Segments, frames_to_segments  # noqa: F401
 
 # (starts float[M], ends float[M], labels [M]): timed, non-overlapping turns.
-Segments = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 DEFAULT_COLLAR = 0.25
 
@@ -81,60 +81,6 @@ def _import_pyannote():
       "(or pip install -e '.[eval]')"
     ) from e
   return Annotation, Segment, Timeline, DiarizationErrorRate
-
-
-def frames_to_segments(
-  starts: np.ndarray | Sequence[float],
-  ends: np.ndarray | Sequence[float],
-  labels: np.ndarray | Sequence[Any],
-) -> Segments:
-  """Turns per-window labels into timed, contiguous speaker segments.
-
-  Windows overlap (LibriSim: 1.6 s windows every 0.4 s), so each window is
-  given only part of its span. The rule: window ``i`` owns the interval
-  between the midpoints of consecutive window centres, i.e. from
-  ``(c[i-1] + c[i]) / 2`` to ``(c[i] + c[i+1]) / 2`` with
-  ``c = (starts + ends) / 2``; the first window starts at ``starts[0]`` and
-  the last ends at ``ends[-1]``. Adjacent windows with equal labels are then
-  merged into one segment. The segments tile ``[starts[0], ends[-1]]``
-  without gaps or overlap.
-
-  >>> s, e, l = frames_to_segments([0.0, 0.4, 0.8], [1.6, 2.0, 2.2],
-  ...                              ['a', 'a', 'b'])
-  >>> s.tolist(), e.tolist(), l.tolist()
-  ([0.0, 1.35], [1.35, 2.2], ['a', 'b'])
-
-  Args:
-    starts: float[N] window starts (seconds), non-decreasing.
-    ends: float[N] window ends (seconds).
-    labels: [N] label per window (any hashable dtype).
-
-  Returns:
-    ``(seg_starts float64[M], seg_ends float64[M], seg_labels [M])`` with
-    ``M`` the number of label runs.
-
-  Raises:
-    ValueError: empty input, mismatched lengths or decreasing window centres.
-  """
-  starts = np.asarray(starts, np.float64).reshape(-1)
-  ends = np.asarray(ends, np.float64).reshape(-1)
-  labels = np.asarray(labels).reshape(-1)
-  n = len(labels)
-  if n == 0 or len(starts) != n or len(ends) != n:
-    raise ValueError(
-      'starts, ends and labels must have the same non-zero length, got '
-      f'{len(starts)}, {len(ends)} and {n}'
-    )
-  centres = (starts + ends) / 2
-  if np.any(np.diff(centres) < 0) or ends[-1] < starts[0]:
-    raise ValueError('window centres must be non-decreasing in time')
-  cuts = np.concatenate(
-    [[starts[0]], (centres[:-1] + centres[1:]) / 2, [ends[-1]]]
-  )
-  change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
-  first = np.concatenate([[0], change])
-  last = np.concatenate([change, [n]])
-  return cuts[first], cuts[last], labels[first]
 
 
 def make_metric(*, collar: float = DEFAULT_COLLAR, skip_overlap: bool = False):
@@ -176,8 +122,6 @@ def der(
   _, segment_cls, timeline_cls, _ = _import_pyannote()
   if metric is None:
     metric = make_metric(collar=collar, skip_overlap=skip_overlap)
-  from uisrnn_jax import rttm
-
   ref = rttm.annotation(reference, uri)
   hyp = rttm.annotation(hypothesis, uri)
   lo, hi = float(np.min(reference[0])), float(np.max(reference[1]))
@@ -482,7 +426,7 @@ def evaluate(
   """Scores predicted labels against a labelled dataset.
 
   Args:
-    dataset: an `experiment.Dataset` with ``labels`` (and, for DER in
+    dataset: a `dataset.Dataset` with ``labels`` (and, for DER in
       seconds, ``starts``/``ends``; exact ``turns`` are used when present).
     predicted: one int[N_c] label array per conversation.
     collar: DER collar in seconds, total width (see the module docstring).
@@ -597,8 +541,6 @@ def score_annotations(
   Raises:
     ValueError: a hypothesis without a reference.
   """
-  from uisrnn_jax import rttm
-
   missing = sorted(set(hypotheses) - set(references))
   if missing:
     raise ValueError(f'no reference for {missing}')

@@ -7,9 +7,9 @@ takes a config and paths, nothing global.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
-import zipfile
 from typing import Any
 
 import jax
@@ -17,219 +17,25 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from uisrnn_jax import checkpoint, config_check, decode, evals, parallel, toy
+from uisrnn_jax import (
+  checkpoint,
+  config_check,
+  decode,
+  evals,
+  evaluation,
+  metric_writers,
+  parallel,
+  shards,
+  toy,
+)
 from uisrnn_jax import data as data_lib
+from uisrnn_jax import dataset as dataset_lib
 from uisrnn_jax import rttm as rttm_lib
 from uisrnn_jax import train as train_lib
-from uisrnn_jax.errors import (
-  ConfigError,
-  DataFormatError,
-  InputFileNotFoundError,
-)
+from uisrnn_jax.dataset import Dataset
+from uisrnn_jax.errors import ArgumentError, ConfigError, DataFormatError
 
 METRICS_FILE = 'metrics.jsonl'
-
-
-@dataclasses.dataclass
-class Dataset:
-  """Sequences with optional labels and window times.
-
-  Attributes:
-    sequences: float[N_i, D] arrays, one per conversation.
-    labels: matching string arrays, or None when unlabelled.
-    starts, ends: matching float seconds per row, or None.
-    ids: a name per conversation.
-    turns: exact reference turns per conversation, ``(starts float[T_c],
-      ends float[T_c], speakers str[T_c])`` in seconds, or None (then DER
-      uses turns made from ``labels``; see `evaluation`).
-  """
-
-  sequences: list[np.ndarray]
-  labels: list[np.ndarray] | None = None
-  starts: list[np.ndarray] | None = None
-  ends: list[np.ndarray] | None = None
-  ids: list[str] | None = None
-  turns: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
-
-  @property
-  def offsets(self) -> np.ndarray:
-    """int64[C + 1] row offsets of the concatenated conversations."""
-    return np.concatenate([[0], np.cumsum([len(s) for s in self.sequences])])
-
-  def subset(self, indices: Any) -> Dataset:
-    """The conversations at ``indices`` (a slice or a list of ints)."""
-    rows = range(len(self.sequences))
-    if isinstance(indices, slice):
-      picked = list(rows[indices])
-    else:
-      picked = [rows[i] for i in indices]  # IndexError when out of range
-    take = lambda xs: None if xs is None else [xs[i] for i in picked]  # noqa: E731
-    return Dataset(
-      sequences=take(self.sequences),
-      labels=take(self.labels),
-      starts=take(self.starts),
-      ends=take(self.ends),
-      ids=take(self.ids),
-      turns=take(self.turns),
-    )
-
-
-def load_npz(path: str, *, observation_dim: int | None = None) -> Dataset:
-  """Reads a dataset in the LibriSim ``.npz`` format (no pickles).
-
-  Required keys: ``embeddings`` float[N, D] (finite) and ``offsets``
-  int[C + 1] rising from 0 to N with no empty conversation; optional:
-  ``labels`` str[N], ``starts``/``ends`` float[N] (seconds) and
-  ``conversation_ids`` str[C]. Arrays are read with ``allow_pickle=False``,
-  so object arrays are refused.
-
-  Args:
-    path: the file.
-    observation_dim: the D the embeddings must have, or None for any.
-
-  Returns:
-    The `Dataset`, split into conversations.
-
-  Raises:
-    errors.InputFileNotFoundError: no such file (a FileNotFoundError).
-    errors.DataFormatError: not an ``.npz`` archive, a missing key, an object
-      or otherwise wrongly typed array, inconsistent shapes, NaN or Inf, or
-      embeddings of another dimension than ``observation_dim``.
-  """
-  if not os.path.exists(path):
-    raise InputFileNotFoundError(f'no such input file: {path}')
-  try:
-    z = np.load(path, allow_pickle=False)
-  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-    # A pickle, text or any non-NumPy file ends up here.
-    raise DataFormatError(
-      f'{path}: not an .npz archive of plain arrays ({e})'
-    ) from e
-  if not isinstance(z, np.lib.npyio.NpzFile):
-    raise DataFormatError(
-      f'{path}: a single .npy array, not an .npz archive with embeddings '
-      'and offsets'
-    )
-  with z:
-    try:
-      return _read_npz(z, path, observation_dim)
-    except DataFormatError:
-      raise
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
-      # Object arrays (they need pickle) and damaged archive members.
-      raise DataFormatError(
-        f'{path}: an array cannot be read without unpickling or is damaged '
-        f'({type(e).__name__}: {e})'
-      ) from e
-
-
-def _array(z: Any, key: str, path: str, kinds: str, what: str) -> np.ndarray:
-  """``z[key]`` as a 1-D or 2-D array whose dtype kind is in ``kinds``."""
-  value = z[key]
-  if value.dtype.kind not in kinds:
-    raise DataFormatError(f'{path}: {key} must be {what}, got {value.dtype}')
-  return value
-
-
-def _read_npz(z: Any, path: str, observation_dim: int | None) -> Dataset:
-  for key in ('embeddings', 'offsets'):
-    if key not in z.files:
-      raise DataFormatError(
-        f'{path}: missing key {key!r} (has {sorted(z.files)}); expected '
-        'embeddings float[N, D] and offsets int[C + 1]'
-      )
-  emb = _array(z, 'embeddings', path, 'f', 'a float array [N, D]')
-  off = _array(z, 'offsets', path, 'iu', 'an int array [C + 1]')
-  if emb.ndim != 2 or off.ndim != 1 or len(off) < 2:
-    raise DataFormatError(
-      f'{path}: embeddings must be 2-D [N, D] and offsets 1-D [C + 1] with '
-      f'C >= 1, got shapes {emb.shape} and {off.shape}'
-    )
-  off = off.astype(np.int64)
-  if off[0] != 0 or off[-1] != len(emb) or np.any(np.diff(off) < 1):
-    raise DataFormatError(
-      f'{path}: offsets must rise from 0 to {len(emb)} with no empty '
-      'conversation'
-    )
-  if observation_dim is not None and emb.shape[1] != observation_dim:
-    raise DataFormatError(
-      f'{path}: embeddings have dimension {emb.shape[1]}, the model expects '
-      f'observation_dim={observation_dim}'
-    )
-  finite = np.isfinite(emb).all(axis=1)
-  if not finite.all():
-    row = int(np.flatnonzero(~finite)[0])
-    conversation = int(np.searchsorted(off, row, side='right')) - 1
-    raise DataFormatError(
-      f'{path}: embeddings have NaN or Inf in {int(np.sum(~finite))} rows, '
-      f'first at row {row} (conversation {conversation})'
-    )
-  split = lambda a: [a[i:j] for i, j in zip(off[:-1], off[1:])]  # noqa: E731
-  out = Dataset(sequences=split(emb.astype(np.float64)))
-  kinds = {'labels': ('U', 'strings'), 'starts': ('iuf', 'numbers')}
-  kinds['ends'] = kinds['starts']
-  for key, (kind, what) in kinds.items():
-    if key in z.files:
-      value = _array(z, key, path, kind, f'{what} [N]')
-      if value.shape != (len(emb),):
-        raise DataFormatError(
-          f'{path}: {key} must have one entry per row, shape ({len(emb)},), '
-          f'got {value.shape}'
-        )
-      if kind != 'U' and not np.all(np.isfinite(value)):
-        raise DataFormatError(f'{path}: {key} has NaN or Inf')
-      setattr(out, key, split(value))
-  if 'conversation_ids' in z.files:
-    ids = _array(z, 'conversation_ids', path, 'U', 'strings [C]')
-    if ids.shape != (len(off) - 1,):
-      raise DataFormatError(
-        f'{path}: conversation_ids must have one entry per conversation, '
-        f'shape ({len(off) - 1},), got {ids.shape}'
-      )
-    out.ids = [str(x) for x in ids]
-  out.turns = _read_turns(z, path, len(off) - 1)
-  return out
-
-
-_TURN_KEYS = ('turn_offsets', 'turn_starts', 'turn_ends', 'turn_speakers')
-
-
-def _read_turns(
-  z: Any, path: str, num_conversations: int
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
-  """Reference turns from ``turn_offsets/turn_starts/turn_ends/
-  turn_speakers`` (all four, or none), split per conversation."""
-  present = [k for k in _TURN_KEYS if k in z.files]
-  if not present:
-    return None
-  if len(present) != len(_TURN_KEYS):
-    missing = sorted(set(_TURN_KEYS) - set(present))
-    raise DataFormatError(f'{path}: has {present} but not {missing}')
-  toff = z['turn_offsets'].astype(np.int64)
-  t_starts = z['turn_starts'].astype(np.float64)
-  t_ends = z['turn_ends'].astype(np.float64)
-  speakers = z['turn_speakers']
-  num_turns = len(t_starts)
-  if (
-    toff.ndim != 1
-    or len(toff) != num_conversations + 1
-    or toff[0] != 0
-    or toff[-1] != num_turns
-    or np.any(np.diff(toff) < 0)
-    or len(t_ends) != num_turns
-    or len(speakers) != num_turns
-  ):
-    raise DataFormatError(
-      f'{path}: turn_offsets must rise from 0 to {num_turns} over '
-      f'{num_conversations} conversations, with one turn_starts/turn_ends/'
-      'turn_speakers entry per turn'
-    )
-  if np.any(t_ends < t_starts) or not np.all(np.isfinite(t_starts + t_ends)):
-    raise DataFormatError(f'{path}: turns must be finite with ends >= starts')
-  return [
-    (t_starts[a:b], t_ends[a:b], speakers[a:b])
-    for a, b in zip(toff[:-1], toff[1:])
-  ]
 
 
 def load_splits(
@@ -242,18 +48,18 @@ def load_splits(
 
   Raises:
     errors.ConfigError: no data files and no ``toy`` config group.
-    errors.DataFormatError, errors.InputFileNotFoundError: see `load_npz`
+    errors.DataFormatError, errors.InputFileNotFoundError: see `dataset.load_npz`
       (embeddings must have ``config.model.observation_dim`` columns).
   """
   d = config.model.observation_dim
   if config.data.train_path or config.data.test_path:
     train = (
-      load_npz(config.data.train_path, observation_dim=d)
+      dataset_lib.load_npz(config.data.train_path, observation_dim=d)
       if config.data.train_path
       else None
     )
     test = (
-      load_npz(config.data.test_path, observation_dim=d)
+      dataset_lib.load_npz(config.data.test_path, observation_dim=d)
       if config.data.test_path
       else None
     )
@@ -314,7 +120,7 @@ def train_and_evaluate(
   Raises:
     errors.ConfigError: an invalid config (`config_check.validate_config`).
     errors.DataFormatError, errors.InputFileNotFoundError: a data file is
-      missing or not in the documented format (see `load_npz`).
+      missing or not in the documented format (see `dataset.load_npz`).
     errors.InvalidSequenceError, errors.InvalidLabelsError: invalid data.
     errors.CheckpointError: the newest checkpoint in ``workdir`` is
       unreadable or does not fit the config's model.
@@ -322,8 +128,6 @@ def train_and_evaluate(
   config_check.validate_config(config)
   shard_spec = config.data.get('train_shards', '')
   if shard_spec:
-    from uisrnn_jax import shards  # imports this module
-
     shard_paths = shards.expand_shard_paths(shard_spec)
     train_data = None
   else:
@@ -334,7 +138,7 @@ def train_and_evaluate(
   if latest is not None:
     state = checkpoint.restore_state(latest, state)
     logging.info('resuming from %s (step %d)', latest, int(state.step))
-  os.makedirs(workdir, exist_ok=True)
+  checkpoint.make_directory(workdir)
   for path in checkpoint.remove_stale_temporaries(workdir):
     logging.warning('removed %s, left by an interrupted checkpoint write', path)
   start = int(state.step)
@@ -357,7 +161,9 @@ def train_and_evaluate(
         parallel.to_host(s)  # the gather every process must join
 
   writer = (
-    evals.JsonlWriter(os.path.join(workdir, METRICS_FILE)) if writes else None
+    metric_writers.JsonlWriter(os.path.join(workdir, METRICS_FILE))
+    if writes
+    else None
   )
   try:
     if train_data is None:  # shards: one at a time, estimates per shard
@@ -440,8 +246,6 @@ def write_predictions(
     }
     payload = json.dumps(record).encode()
   else:
-    import io
-
     buf = io.BytesIO()
     np.savez_compressed(buf, predicted=flat, offsets=dataset.offsets)
     payload = buf.getvalue()
@@ -452,48 +256,6 @@ def write_predictions(
       dataset.ids, dataset.starts, dataset.ends, predicted
     )
     checkpoint.atomic_write(rttm, text.encode())
-
-
-def input_files(spec: str) -> list[str]:
-  """The ``.npz`` files an ``--input`` names.
-
-  Args:
-    spec: a file, a directory (its ``*.npz`` files, sorted by name, not
-      recursive) or a comma-separated list of files.
-
-  Returns:
-    The paths, in order.
-
-  Raises:
-    errors.InputFileNotFoundError: a listed file or the directory does not
-      exist, or the directory holds no ``.npz`` file.
-  """
-  if os.path.isdir(spec):
-    paths = sorted(
-      os.path.join(spec, f)
-      for f in os.listdir(spec)
-      if f.endswith('.npz') and os.path.isfile(os.path.join(spec, f))
-    )
-    if not paths:
-      raise InputFileNotFoundError(f'no .npz files in directory {spec}')
-    return paths
-  paths = [p.strip() for p in spec.split(',') if p.strip()]
-  if not paths:
-    raise InputFileNotFoundError(f'no input files in {spec!r}')
-  for path in paths:
-    if not os.path.isfile(path):
-      raise InputFileNotFoundError(f'no such input file: {path}')
-  return paths
-
-
-def count_conversations(path: str) -> int | None:
-  """Number of conversations in an ``.npz`` file, reading only ``offsets``;
-  None when that cannot be read (`load_npz` then reports the problem)."""
-  try:
-    with np.load(path, allow_pickle=False) as z:
-      return int(len(z['offsets']) - 1)
-  except Exception:  # noqa: BLE001 - any failure is reported by load_npz
-    return None
 
 
 def iter_decoded(
@@ -536,10 +298,13 @@ def iter_decoded(
     progress = len(paths) > 1
   if validate_first:
     counts = [
-      len(load_npz(p, observation_dim=observation_dim).sequences) for p in paths
+      len(dataset_lib.load_npz(p, observation_dim=observation_dim).sequences)
+      for p in paths
     ]
   else:
-    counts = [count_conversations(p) for p in paths] if progress else []
+    counts = (
+      [dataset_lib.count_conversations(p) for p in paths] if progress else []
+    )
   total = sum(counts) if counts and None not in counts else None
   bar = tqdm(
     total=total, disable=not progress, unit='utt', desc='decoding files'
@@ -547,7 +312,7 @@ def iter_decoded(
   try:
     for i, path in enumerate(paths):
       bar.set_postfix_str(f'file {i + 1}/{len(paths)} {os.path.basename(path)}')
-      dataset = load_npz(path, observation_dim=observation_dim)
+      dataset = dataset_lib.load_npz(path, observation_dim=observation_dim)
       predicted = decode_dataset(
         state, dataset, decode_config, progress=False if progress else None
       )
@@ -555,3 +320,213 @@ def iter_decoded(
       yield path, dataset, predicted
   finally:
     bar.close()
+
+
+TEST_SPLIT = 'config test split'
+
+
+@dataclasses.dataclass
+class FileResult:
+  """One decoded input of `infer`.
+
+  Attributes:
+    path: the input file (`TEST_SPLIT` for the config's test split).
+    num_sequences: its conversations.
+    output: where its labels were written, or None.
+    report: its `evaluation.Report` (labelled input, pyannote.metrics
+      installed), else None.
+  """
+
+  path: str
+  num_sequences: int
+  output: str | None = None
+  report: Any = None
+
+
+@dataclasses.dataclass
+class InferenceResult:
+  """What `infer` did and measured.
+
+  Attributes:
+    files: one `FileResult` per input, in order.
+    many: several inputs (or a directory): results are worth showing per
+      file.
+    report: `evaluation.combine` of the files' reports (None without
+      labels or without pyannote.metrics).
+    accuracies: ``(conversation, frame accuracy)`` of every labelled
+      conversation when DER cannot be computed (no pyannote.metrics), else
+      empty.
+    plotted: the conversation drawn by ``plot``, or None.
+  """
+
+  files: list[FileResult]
+  many: bool
+  report: Any = None
+  accuracies: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+  plotted: str | None = None
+
+
+def output_paths(
+  inputs: list[str], output: str | None, many: bool
+) -> list[str | None]:
+  """Where `infer` writes each input's labels (None: nowhere).
+
+  Args:
+    inputs: the input files.
+    output: a file (one input), a directory (created; one file per input,
+      named like it), or None.
+    many: treat ``output`` as a directory even without a trailing ``/``.
+
+  Raises:
+    errors.ArgumentError: two inputs share a file name, or an output would
+      overwrite its input.
+  """
+  if not output:
+    return [None] * len(inputs)
+  as_directory = many or os.path.isdir(output) or output.endswith(os.sep)
+  if not as_directory:
+    return [output]
+  names = [os.path.basename(p) for p in inputs]
+  if len(set(names)) != len(names):
+    raise ArgumentError(
+      f'inputs share file names, so their outputs in {output} would '
+      f'collide: {sorted(names)}'
+    )
+  outputs = [os.path.join(output, n) for n in names]
+  for src, dst in zip(inputs, outputs):
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+      raise ArgumentError(f'output {output} would overwrite input {src}')
+  checkpoint.make_directory(output)
+  return outputs
+
+
+def timeline_args(
+  dataset: Dataset, predicted: list[np.ndarray], c: int
+) -> dict[str, Any]:
+  """Arguments of `plots.plot_timeline` for conversation ``c``."""
+  return dict(
+    ref_labels=None if dataset.labels is None else dataset.labels[c],
+    pred_labels=predicted[c],
+    starts=None if dataset.starts is None else dataset.starts[c],
+    ends=None if dataset.ends is None else dataset.ends[c],
+    title=dataset.ids[c] if dataset.ids else f'seq{c}',
+  )
+
+
+def infer(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  inputs: str | None = None,
+  output: str | None = None,
+  collar: float = evaluation.DEFAULT_COLLAR,
+  plot: str | None = None,
+  plot_index: int = 0,
+  on_file: Any = None,
+) -> InferenceResult:
+  """Decodes inputs with a run's newest checkpoint, writes and scores them.
+
+  What ``infer.py`` does. Inputs are decoded one file at a time (bounded
+  memory; see `iter_decoded`); every argument and input file is checked
+  before anything is decoded or written.
+
+  Args:
+    config: the config (its ``decode`` group decodes; without ``inputs``,
+      its test split is decoded).
+    workdir: the run directory (or a checkpoint file).
+    inputs: ``.npz`` files as `dataset.input_files` takes them, or None.
+    output: where labels go (see `output_paths` and `write_predictions`).
+    collar: DER collar in seconds, total width (see `evaluation`).
+    plot: a PNG file for a timeline of one conversation, or None.
+    plot_index: the conversation drawn, counting across all inputs.
+    on_file: ``on_file(result, file)`` is called with the result so far
+      and each `FileResult` as soon as that file is done (e.g. to print).
+
+  Returns:
+    The `InferenceResult`.
+
+  Raises:
+    errors.UISRNNJaxError: an invalid config, checkpoint, input or argument
+      (`errors.ArgumentError`).
+  """
+  config_check.validate_config(config)
+  state, _ = checkpoint.load_inference_state(workdir)
+  if plot_index < 0:
+    raise ArgumentError(f'plot_index must be >= 0, got {plot_index}')
+  if inputs:
+    paths = dataset_lib.input_files(inputs)
+    many = len(paths) > 1 or os.path.isdir(inputs)
+    if plot:  # refuse a bad plot_index before writing anything
+      counts = [dataset_lib.count_conversations(p) for p in paths]
+      if None not in counts and plot_index >= sum(counts):
+        raise ArgumentError(
+          f'plot_index={plot_index} but the inputs hold {sum(counts)} '
+          'conversations'
+        )
+    outputs = output_paths(paths, output, many)
+    decoded = iter_decoded(
+      state,
+      paths,
+      config.decode,
+      observation_dim=int(state.params['sigma2'].shape[-1]),
+    )
+  else:
+    _, test = load_splits(config)
+    if test is None:
+      raise ConfigError(
+        'nothing to decode: no input files and config.data.test_path is empty'
+      )
+    many, outputs = False, [output]
+    decoded = iter(
+      [(TEST_SPLIT, test, decode_dataset(state, test, config.decode))]
+    )
+  with_der = evaluation.available()
+  result = InferenceResult(files=[], many=many)
+  reports, seen, to_plot = [], 0, None
+  for (path, dataset, predicted), out in zip(decoded, outputs, strict=True):
+    file = FileResult(path, len(predicted), output=out)
+    if out:
+      write_predictions(out, dataset, predicted)
+    if dataset.labels is not None:
+      if with_der:
+        file.report = evaluation.evaluate(dataset, predicted, collar=collar)
+        reports.append(file.report)
+      else:
+        result.accuracies.extend(
+          (dataset.ids[i] if dataset.ids else f'sequence {i}', score)
+          for i, score in enumerate(
+            accuracy_report(dataset, predicted)['per_sequence']
+          )
+        )
+    if plot and seen <= plot_index < seen + len(predicted):
+      to_plot = timeline_args(dataset, predicted, plot_index - seen)
+    seen += len(predicted)
+    result.files.append(file)
+    if on_file is not None:
+      on_file(result, file)
+    del dataset, predicted  # one file at a time
+  if reports:
+    result.report = evaluation.combine(reports)
+  if plot:
+    if to_plot is None:
+      raise ArgumentError(
+        f'plot_index={plot_index} but there are only {seen} conversations'
+      )
+    write_timeline(plot, to_plot)
+    result.plotted = to_plot['title']
+  return result
+
+
+def write_timeline(path: str, args: dict[str, Any]) -> None:
+  """Draws `plots.plot_timeline` (``args``) into a file, atomically.
+
+  The image format is the file's extension (``.png``, ``.svg``, ``.pdf``,
+  ...; PNG without one).
+  """
+  from uisrnn_jax import plots
+
+  ax = plots.plot_timeline(**args)
+  buf = io.BytesIO()
+  extension = os.path.splitext(path)[1][1:].lower()
+  ax.figure.savefig(buf, format=extension or 'png', dpi=120)
+  checkpoint.atomic_write(path, buf.getvalue())

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from uisrnn_jax import evals, evaluation
+from uisrnn_jax import evals, metric_writers, rttm
 
 # Metric-log keys drawn by `plot_loss_curves`, in panel order.
 LOSS_KEYS = ('loss', 'nll', 'sigma2_prior', 'regularization')
@@ -96,7 +96,7 @@ def plot_timeline(
 
   Two rows of coloured bars (``reference`` on top, ``predicted`` below, or
   only ``predicted`` when ``ref_labels`` is None). Windows become turns by
-  `evaluation.frames_to_segments` (each window owns the span between the
+  `rttm.frames_to_segments` (each window owns the span between the
   midpoints of neighbouring window centres); without times, window ``i``
   spans ``[i, i + 1)`` and the x axis counts windows. Predicted speakers take
   the colour of the reference speaker they are matched to (Hungarian
@@ -142,7 +142,7 @@ def plot_timeline(
     rows.insert(0, ('reference', ref, ref_colours))
   names = []
   for row, (name, labels, colours) in enumerate(rows):
-    seg_starts, seg_ends, seg_labels = evaluation.frames_to_segments(
+    seg_starts, seg_ends, seg_labels = rttm.frames_to_segments(
       starts, ends, labels
     )
     y = len(rows) - 1 - row
@@ -167,7 +167,7 @@ def _records(
   metrics: str | os.PathLike[str] | Iterable[Mapping[str, Any]],
 ) -> list[Mapping[str, Any]]:
   if isinstance(metrics, (str, os.PathLike)):
-    metrics = evals.read_jsonl(metrics)
+    metrics = metric_writers.read_jsonl(metrics)
   by_step = {}
   for record in metrics:  # a resumed run may log a step twice: keep the last
     by_step[int(record['step'])] = record
@@ -183,7 +183,7 @@ def plot_loss_curves(
   """Training loss components over steps, one panel per component.
 
   Args:
-    metrics: the run's ``metrics.jsonl`` (as written by `evals.JsonlWriter`
+    metrics: the run's ``metrics.jsonl`` (as written by `metric_writers.JsonlWriter`
       during training) or its records, dicts with ``step`` and scalars.
     keys: components to draw, in panel order; keys no record has are
       skipped (default: total loss, NLL, sigma2 prior, regularisation).

@@ -14,7 +14,7 @@ line with ``audio_filepath``, ``rttm_filepath`` and optionally
 ``uem_filepath``.
 
 What is written is the project's ``.npz`` input format (see
-`experiment.load_npz`): ``embeddings`` float32[N, 256], ``offsets``,
+`dataset.load_npz`): ``embeddings`` float32[N, 256], ``offsets``,
 ``labels`` (reference speaker ids), ``starts``/``ends`` (window times in
 the recording), ``conversation_ids``, the reference turns (``turn_offsets``,
 ``turn_starts``, ``turn_ends``, ``turn_speakers``, cut to the UEM) and
@@ -61,7 +61,8 @@ from typing import Any
 
 import numpy as np
 
-from uisrnn_jax import audio, experiment, rttm, shards
+from uisrnn_jax import audio, rttm
+from uisrnn_jax import dataset as dataset_lib
 from uisrnn_jax.errors import DataFormatError, InputFileNotFoundError
 
 # Reference turns may end this much after the audio (rounding in RTTMs).
@@ -341,7 +342,7 @@ def embed_item(
   }
   if cache:
     os.makedirs(cache_dir, exist_ok=True)
-    shards._save_npz(cache, out)
+    dataset_lib.write_arrays(cache, out)
   return out
 
 
@@ -426,7 +427,7 @@ def prepare(
 
 
 def write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
-  """Writes arrays with `shards`'s writer and checks them with `load_npz`.
+  """Writes arrays (`dataset.write_arrays`) and checks them with `load_npz`.
 
   Raises:
     errors.DataFormatError: the arrays are not a valid dataset (then the
@@ -434,9 +435,9 @@ def write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
   """
   if os.path.dirname(path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-  shards._save_npz(path, arrays)
+  dataset_lib.write_arrays(path, arrays)
   try:
-    experiment.load_npz(path)
+    dataset_lib.load_npz(path)
   except DataFormatError:
     os.remove(path)
     raise
@@ -461,7 +462,7 @@ def merge(paths: Sequence[str], output: str) -> dict[str, int]:
   )
   keys = None
   for path in paths:
-    experiment.load_npz(path)  # validates
+    dataset_lib.load_npz(path)  # validates
     with np.load(path, allow_pickle=False) as z:
       present = tuple(
         k for k in (*_ROW_KEYS, *_TURN_ROW_KEYS, 'turn_offsets') if k in z
@@ -587,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       counts = prepare(
         items, args.output, settings, cache_dir=cache, device=args.device
       )
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, OSError) as e:  # OSError: unreadable input, full disk
     print(f'error: {e}', file=sys.stderr)
     return 1
   print(

@@ -34,6 +34,9 @@ import numpy as np
 
 from uisrnn_jax.errors import DataFormatError, InputFileNotFoundError
 
+# (onsets float64[M], offsets float64[M], labels [M]): speaker turns.
+Segments = tuple[np.ndarray, np.ndarray, np.ndarray]
+
 # (onsets float64[T], offsets float64[T], speakers [T]) of one file.
 Turns = tuple[np.ndarray, np.ndarray, Any]
 
@@ -199,6 +202,60 @@ def turns_text(uri: str, turns: Turns, *, prefix: str = 'spk') -> str:
   return ''.join(lines)
 
 
+def frames_to_segments(
+  starts: np.ndarray | Sequence[float],
+  ends: np.ndarray | Sequence[float],
+  labels: np.ndarray | Sequence[Any],
+) -> Segments:
+  """Turns per-window labels into timed, contiguous speaker segments.
+
+  Windows overlap (LibriSim: 1.6 s windows every 0.4 s), so each window is
+  given only part of its span. The rule: window ``i`` owns the interval
+  between the midpoints of consecutive window centres, i.e. from
+  ``(c[i-1] + c[i]) / 2`` to ``(c[i] + c[i+1]) / 2`` with
+  ``c = (starts + ends) / 2``; the first window starts at ``starts[0]`` and
+  the last ends at ``ends[-1]``. Adjacent windows with equal labels are then
+  merged into one segment. The segments tile ``[starts[0], ends[-1]]``
+  without gaps or overlap.
+
+  >>> s, e, l = frames_to_segments([0.0, 0.4, 0.8], [1.6, 2.0, 2.2],
+  ...                              ['a', 'a', 'b'])
+  >>> s.tolist(), e.tolist(), l.tolist()
+  ([0.0, 1.35], [1.35, 2.2], ['a', 'b'])
+
+  Args:
+    starts: float[N] window starts (seconds), non-decreasing.
+    ends: float[N] window ends (seconds).
+    labels: [N] label per window (any hashable dtype).
+
+  Returns:
+    ``(seg_starts float64[M], seg_ends float64[M], seg_labels [M])`` with
+    ``M`` the number of label runs.
+
+  Raises:
+    ValueError: empty input, mismatched lengths or decreasing window centres.
+  """
+  starts = np.asarray(starts, np.float64).reshape(-1)
+  ends = np.asarray(ends, np.float64).reshape(-1)
+  labels = np.asarray(labels).reshape(-1)
+  n = len(labels)
+  if n == 0 or len(starts) != n or len(ends) != n:
+    raise ValueError(
+      'starts, ends and labels must have the same non-zero length, got '
+      f'{len(starts)}, {len(ends)} and {n}'
+    )
+  centres = (starts + ends) / 2
+  if np.any(np.diff(centres) < 0) or ends[-1] < starts[0]:
+    raise ValueError('window centres must be non-decreasing in time')
+  cuts = np.concatenate(
+    [[starts[0]], (centres[:-1] + centres[1:]) / 2, [ends[-1]]]
+  )
+  change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+  first = np.concatenate([[0], change])
+  last = np.concatenate([change, [n]])
+  return cuts[first], cuts[last], labels[first]
+
+
 def predictions_text(
   ids: Sequence[str] | None,
   starts: Sequence[np.ndarray],
@@ -207,17 +264,15 @@ def predictions_text(
 ) -> str:
   """RTTM of per-window labels of several conversations.
 
-  Windows become turns by `evaluation.frames_to_segments` (consecutive
+  Windows become turns by `frames_to_segments` (consecutive
   windows with one label form a turn; a boundary between windows lies
   halfway between their centres), the same rule DER is computed with. The
   file id is the conversation id or ``seq<c>``; speakers ``spk<label>``.
   """
-  from uisrnn_jax import evaluation
-
   parts = []
   for c, labels in enumerate(predicted):
     name = file_id(ids[c] if ids else '', default=f'seq{c}')
-    segments = evaluation.frames_to_segments(
+    segments = frames_to_segments(
       starts[c], ends[c], np.asarray(labels).astype(np.int64)
     )
     parts.append(turns_text(name, segments))

@@ -1149,7 +1149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       overwrite=args.overwrite,
       progress=args.progress,
     )
-  except (UISRNNJaxError, FileNotFoundError, ImportError) as e:
+  except (UISRNNJaxError, OSError, ImportError) as e:  # OSError: full disk
     print(f'error: {e}', file=sys.stderr)
     return 1
   seconds = sum(c.num_samples for c in conversations) / SAMPLE_RATE

@@ -16,7 +16,14 @@ import optax
 from absl import logging
 from flax import struct
 
-from uisrnn_jax import config_check, estimators, evals, losses, model, parallel
+from uisrnn_jax import (
+  config_check,
+  estimators,
+  losses,
+  metric_writers,
+  model,
+  parallel,
+)
 from uisrnn_jax import data as data_lib
 
 Params = model.Params
@@ -218,7 +225,7 @@ def fit(
   *,
   num_steps: int | None = None,
   seed: int | None = None,
-  writer: evals.MetricWriter | None = None,
+  writer: metric_writers.MetricWriter | None = None,
   progress: bool | None = None,
   on_step: Callable[[TrainState], None] | None = None,
   update_estimates: bool = True,
