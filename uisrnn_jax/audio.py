@@ -438,6 +438,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument('--beam_size', type=int, help='decode.beam_size')
   parser.add_argument('--max_speakers', type=int, help='decode.max_speakers')
   args = parser.parse_args(argv)
+  from uisrnn_jax import compilation  # compiled programs reused across runs
+
+  compilation.enable_cache()
   overrides = {
     k: v
     for k, v in (

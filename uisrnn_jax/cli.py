@@ -94,6 +94,9 @@ def train_main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise SystemExit(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.INFO)
+  from uisrnn_jax import compilation  # compiled programs reused across runs
+
+  compilation.enable_cache()
   if _DISTRIBUTED.value:
     import jax
 
@@ -176,6 +179,9 @@ def infer_main(argv: list[str]) -> None:
   from uisrnn_jax import evaluation
 
   config = _CONFIG.value
+  from uisrnn_jax import compilation  # compiled programs reused across runs
+
+  compilation.enable_cache()
   try:
     config_check.validate_config(config)
     state, _ = checkpoint.load_inference_state(_WORKDIR.value)
