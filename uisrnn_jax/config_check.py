@@ -131,6 +131,7 @@ SCHEMA: dict[str, Any] = {
     'loss': _choice('nll', 'sample_mean'),
     'loss_samples': _int(1),
     'bucket': _int(1),
+    'compile_seconds': _nonnegative,
     'log_every': _int(1),
     'checkpoint_every': _int(1),
     'num_devices': _int(0),
@@ -165,6 +166,7 @@ REQUIRED = ('seed', 'model', 'train', 'decode')
 OPTIONAL_FIELDS = {
   ('train', 'num_devices'),
   ('train', 'steps_per_shard'),
+  ('train', 'compile_seconds'),
   ('data', 'train_shards'),
   ('decode', 'resegment_iterations'),
 }

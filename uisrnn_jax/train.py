@@ -160,6 +160,71 @@ def make_train_step(
   return train_step
 
 
+# Planning batch shapes (`data.plan_shapes`): one compile of the step, in
+# seconds (H=512 on a 2-core CPU: about 3 s, roughly independent of H), and
+# the step's throughput, which turns a row-step into seconds.
+COMPILE_SECONDS = 3.0
+STEP_FLOPS_PER_SECOND = 1.5e11
+MIN_ROW_STEP_SECONDS = 2e-6  # tiny models: per-step overheads dominate
+PLAN_BATCHES = 1000  # batches drawn to plan a run's shapes
+
+
+def row_step_seconds(model_config: Any) -> float:
+  """Estimated time of one row-step (one observation slot) of the step.
+
+  Forward, backward and weight gradients of the GRU and the mean head take
+  about 24 H (H + I) flops per slot and layer (I: the layer's input size).
+  """
+  h, d = model_config.rnn_hidden_size, model_config.observation_dim
+  flops = 24 * h * (h + d) + 24 * h * 2 * h * (model_config.rnn_depth - 1)
+  return max(flops / STEP_FLOPS_PER_SECOND, MIN_ROW_STEP_SECONDS)
+
+
+def planned_shapes(
+  samples: data_lib.SampleSet, config: Any, *, seed: int
+) -> list[data_lib.Shape] | None:
+  """The batch shapes of a run on ``samples`` (`data.plan_shapes`).
+
+  Plans from the batches of steps 0 to ``config.train.train_iteration``
+  (a deterministic sample of `PLAN_BATCHES` of them when there are more),
+  drawn as `fit` draws them. The plan depends on the data, the seed and
+  the config only, not on where a `fit` call starts or stops, so training
+  in several calls, or resuming from a checkpoint, pads every batch as one
+  uninterrupted run does. Batches after the planned steps that fit none of
+  the shapes take their own (`data.packed_layout`).
+
+  Args:
+    samples: the run's training samples.
+    config: full config (``model``, ``train``).
+    seed: the data seed.
+
+  Returns:
+    The shapes, or None (plan off: ``train.compile_seconds`` is 0, or every
+    step trains on all samples, which is one shape anyway).
+  """
+  t = config.train
+  seconds = float(t.get('compile_seconds', COMPILE_SECONDS))
+  horizon = int(t.train_iteration)
+  if seconds <= 0 or t.batch_size is None or horizon < 1:
+    return None
+  count = min(horizon, PLAN_BATCHES)
+  steps = np.unique(np.linspace(0, horizon - 1, count).round())
+  batches = [
+    samples.lengths[
+      samples.sample_indices(
+        t.batch_size, np.random.default_rng((seed, 1, int(step)))
+      )
+    ]
+    for step in steps
+  ]
+  return data_lib.plan_shapes(
+    batches,
+    t.bucket,
+    compile_cost=seconds / row_step_seconds(config.model),
+    weight=horizon / len(steps),
+  )
+
+
 @functools.lru_cache(maxsize=8)
 def _jitted_step(loss_items: tuple[tuple[str, Any], ...]):
   return jax.jit(make_train_step(dict(loss_items)), donate_argnums=0)
@@ -300,6 +365,9 @@ def fit(
     num_steps,
   )
   step_fn = _jitted_step(tuple(sorted(loss_kw.items())))
+  shapes = planned_shapes(samples, config, seed=seed)
+  if shapes is not None:
+    logging.info('fit: batch shapes (rows, length) %s', shapes)
   key = jax.random.key(seed)
   if mesh is not None:
     state = parallel.replicate(state, mesh)
@@ -310,7 +378,9 @@ def fit(
   try:
     for step in range(start, start + num_steps):
       rng = np.random.default_rng((seed, 1, step))
-      batch = samples.sample_batch(t.batch_size, rng, bucket=t.bucket)
+      batch = samples.sample_batch(
+        t.batch_size, rng, bucket=t.bucket, shapes=shapes
+      )
       if mesh is not None:
         batch = parallel.shard_batch(batch, mesh, pad=True)
       state, metrics = step_fn(state, batch, key)
