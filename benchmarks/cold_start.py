@@ -104,7 +104,7 @@ def child(args: argparse.Namespace) -> None:
     grad_max_norm=5.0,
     enforce_cluster_id_uniqueness=True,
   )
-  compiles = []
+  compiles, hits = [], []
   if args.child == 'reference':
     import torch
     import uisrnn
@@ -127,7 +127,12 @@ def child(args: argparse.Namespace) -> None:
       if name == '/jax/core/compile/backend_compile_duration':
         compiles.append(seconds)
 
+    def count_hits(name, **kwargs):
+      if name == '/jax/compilation_cache/cache_hits':
+        hits.append(name)
+
     monitoring.register_event_duration_secs_listener(listen)
+    monitoring.register_event_listener(count_hits)
 
     def build():
       return compat.UISRNN(model_args)
@@ -140,13 +145,14 @@ def child(args: argparse.Namespace) -> None:
       start = time.perf_counter()
       model = build()
       for _ in range(args.calls):
-        before = len(compiles)
+        before, hits_before = len(compiles), len(hits)
         model.fit(sequences, cluster_ids, training_args)
         end = time.perf_counter()
         calls.append(
           {
             'wall_s': end - start,
             'compiles': len(compiles) - before,
+            'cache_hits': len(hits) - hits_before,
             'compile_s': sum(compiles[before:]),
           }
         )
@@ -154,6 +160,76 @@ def child(args: argparse.Namespace) -> None:
     finally:
       sys.stdout = stdout
   print(json.dumps({'setup_s': setup_s, 'calls': calls}), flush=True)
+
+
+def plan_table(args: argparse.Namespace) -> None:
+  """Compile count against padding for several `train.compile_seconds`.
+
+  Host work only: draws the batches of a run as `train.fit` does and lays
+  them out with `train.planned_shapes` (0: every batch its own shape, as
+  before the plan), then prints shapes, real fraction of padded slots and
+  the predicted run time (compiles at 3 s + row-steps at
+  `train.row_step_seconds`).
+  """
+  import numpy as np
+
+  sys.path.insert(0, REPO)
+  from configs import default, librisim
+  from uisrnn_jax import data as data_lib
+  from uisrnn_jax import train
+
+  sequences, cluster_ids = load_data(args.data, args.sequences, args.seed)
+  config = (librisim if args.config == 'librisim' else default).get_config()
+  if args.config != 'librisim':
+    config.train.train_iteration = args.iters
+  t = config.train
+  samples, _ = data_lib.prepare_training_data(
+    sequences,
+    cluster_ids,
+    observation_dim=config.model.observation_dim,
+    enforce_uniqueness=t.enforce_cluster_id_uniqueness,
+    num_permutations=t.num_permutations,
+    rng=np.random.default_rng((config.seed, 0)),
+  )
+  seconds = train.row_step_seconds(config.model)
+  n = t.train_iteration
+  print(
+    f'{args.config} config, {args.data} data: {n} steps of batch '
+    f'{t.batch_size}, H={config.model.rnn_hidden_size}; predicted run time '
+    f'= shapes x {train.COMPILE_SECONDS:g} s + row-steps x '
+    f'{1e6 * seconds:.0f} us'
+  )
+  print()
+  print(
+    '| train.compile_seconds | shapes | real fraction | predicted run (s) '
+    '| planning (s) |'
+  )
+  print('|---:|---:|---:|---:|---:|')
+  for value in (0.0, 0.3, 1.0, 3.0, 10.0):
+    config.train.compile_seconds = value
+    tic = time.perf_counter()
+    shapes = train.planned_shapes(samples, config, seed=config.seed)
+    planning = time.perf_counter() - tic
+    used, real, work = set(), 0, 0.0
+    for step in range(n):
+      rng = np.random.default_rng((config.seed, 1, step))
+      idx = samples.sample_indices(t.batch_size, rng)
+      lengths = samples.lengths[idx]
+      fitted = data_lib.fit_shape(lengths, shapes) if shapes else None
+      if fitted is None:
+        steps, rows = data_lib.packed_layout(lengths, t.bucket)
+        shape = (data_lib.bucketed_rows(len(rows)), steps)
+      else:
+        shape = fitted[0]
+      used.add(shape)
+      real += int(lengths.sum())
+      work += shape[0] * shape[1]
+    # work counts slots; the step also pays ROW_OVERHEAD rows per length.
+    predicted = len(used) * train.COMPILE_SECONDS + seconds * work
+    print(
+      f'| {value:g} | {len(used)} | {real / work:.2f} | {predicted:.0f} | '
+      f'{planning:.1f} |'
+    )
 
 
 def uptime() -> str:
@@ -198,10 +274,23 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument(
     '--cache', default='', help='cache dir for ours (default: a fresh one)'
   )
+  parser.add_argument(
+    '--plan_only',
+    action='store_true',
+    help='print compile count against padding (host only) and stop',
+  )
+  parser.add_argument(
+    '--config',
+    default='default',
+    help="--plan_only: default (the seed's, --iters steps) or librisim",
+  )
   parser.add_argument('--child', default='', help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.child:
     child(args)
+    return
+  if args.plan_only:
+    plan_table(args)
     return
   passed = list(sys.argv[1:] if argv is None else argv)
   command = 'python ' + shlex.join([os.path.relpath(__file__, REPO), *passed])
@@ -223,7 +312,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     'the first timing.'
   )
   print()
-  print('| phase | wall (s) | ms / iteration | vs reference | compiles |')
+  print(
+    '| phase | wall (s) | ms / iteration | vs reference | XLA programs '
+    'built, time |'
+  )
   print('|---|---:|---:|---:|---:|')
   for i, c in enumerate(ref['calls']):
     print(
@@ -236,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> None:
       print(
         f'| {label} | {c["wall_s"]:.1f} | {1e3 * c["wall_s"] / n:.0f} | '
         f'**{ref_s / c["wall_s"]:.2f}x** | {c["compiles"]} '
-        f'({c["compile_s"]:.1f} s) |'
+        f'({c["cache_hits"]} from the cache), {c["compile_s"]:.1f} s |'
       )
   print()
   print(

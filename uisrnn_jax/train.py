@@ -89,6 +89,22 @@ def make_optimizer(
   )
 
 
+@functools.partial(
+  jax.jit,
+  static_argnames=('observation_dim', 'hidden_size', 'depth', 'sigma2', 'tx'),
+)
+def _init_arrays(key, *, observation_dim, hidden_size, depth, sigma2, tx):
+  # One program instead of a compile per eager op (seconds in a new process).
+  params = model.init_params(
+    key,
+    observation_dim=observation_dim,
+    hidden_size=hidden_size,
+    depth=depth,
+    sigma2=sigma2,
+  )
+  return params, tx.init(params)
+
+
 def create_train_state(key: jax.Array, config: Any) -> TrainState:
   """A fresh state from the config's ``model`` and ``train`` groups.
 
@@ -104,23 +120,24 @@ def create_train_state(key: jax.Array, config: Any) -> TrainState:
     raise ValueError(
       f"only the 'adam' optimizer is supported, got {t.optimizer!r}"
     )
-  params = model.init_params(
-    key,
-    observation_dim=m.observation_dim,
-    hidden_size=m.rnn_hidden_size,
-    depth=m.rnn_depth,
-    sigma2=m.sigma2,
-  )
   tx = make_optimizer(
     learning_rate=float(t.learning_rate),
     grad_max_norm=float(t.grad_max_norm),
     learn_sigma2=m.sigma2 is None,
   )
+  params, opt_state = _init_arrays(
+    key,
+    observation_dim=int(m.observation_dim),
+    hidden_size=int(m.rnn_hidden_size),
+    depth=int(m.rnn_depth),
+    sigma2=None if m.sigma2 is None else float(m.sigma2),
+    tx=tx,
+  )
   p0 = math.nan if m.transition_bias is None else m.transition_bias
   return TrainState(
     step=jnp.zeros((), jnp.int32),
     params=params,
-    opt_state=tx.init(params),
+    opt_state=opt_state,
     transition_bias=jnp.asarray(p0, jnp.float32),
     transition_bias_denominator=jnp.zeros((), jnp.float32),
     crp_alpha=jnp.asarray(m.crp_alpha, jnp.float32),
@@ -181,22 +198,24 @@ def row_step_seconds(model_config: Any) -> float:
 
 
 def planned_shapes(
-  samples: data_lib.SampleSet, config: Any, *, seed: int
+  samples: data_lib.SampleSet, config: Any, *, seed: int, end: int = 0
 ) -> list[data_lib.Shape] | None:
   """The batch shapes of a run on ``samples`` (`data.plan_shapes`).
 
-  Plans from the batches of steps 0 to ``config.train.train_iteration``
-  (a deterministic sample of `PLAN_BATCHES` of them when there are more),
-  drawn as `fit` draws them. The plan depends on the data, the seed and
-  the config only, not on where a `fit` call starts or stops, so training
-  in several calls, or resuming from a checkpoint, pads every batch as one
-  uninterrupted run does. Batches after the planned steps that fit none of
-  the shapes take their own (`data.packed_layout`).
+  Plans from the batches of steps 0 to ``config.train.train_iteration``, or
+  to ``end`` if later (a deterministic sample of `PLAN_BATCHES` of them
+  when there are more), drawn as `fit` draws them. Within a run of
+  ``train_iteration`` steps the plan depends on the data, the seed and the
+  config only, not on where a `fit` call starts or stops, so training in
+  several calls, or resuming from a checkpoint, pads every batch as one
+  uninterrupted run does. A batch that fits none of the shapes takes its
+  own (`data.packed_layout`).
 
   Args:
     samples: the run's training samples.
     config: full config (``model``, ``train``).
     seed: the data seed.
+    end: the step the current `fit` call stops at.
 
   Returns:
     The shapes, or None (plan off: ``train.compile_seconds`` is 0, or every
@@ -204,7 +223,7 @@ def planned_shapes(
   """
   t = config.train
   seconds = float(t.get('compile_seconds', COMPILE_SECONDS))
-  horizon = int(t.train_iteration)
+  horizon = max(int(t.train_iteration), end)
   if seconds <= 0 or t.batch_size is None or horizon < 1:
     return None
   count = min(horizon, PLAN_BATCHES)
@@ -365,7 +384,7 @@ def fit(
     num_steps,
   )
   step_fn = _jitted_step(tuple(sorted(loss_kw.items())))
-  shapes = planned_shapes(samples, config, seed=seed)
+  shapes = planned_shapes(samples, config, seed=seed, end=start + num_steps)
   if shapes is not None:
     logging.info('fit: batch shapes (rows, length) %s', shapes)
   key = jax.random.key(seed)
