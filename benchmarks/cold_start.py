@@ -232,17 +232,6 @@ def plan_table(args: argparse.Namespace) -> None:
     )
 
 
-def uptime() -> str:
-  """``uptime``'s load averages."""
-  try:
-    return subprocess.run(
-      ['uptime'], capture_output=True, text=True, check=True
-    ).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    with open('/proc/loadavg') as f:
-      return 'loadavg ' + f.read().strip()
-
-
 def run_phase(kind: str, argv: Sequence[str], cache: str) -> dict:
   """Runs ``child`` in a fresh interpreter and returns its JSON."""
   env = dict(os.environ, UISRNN_JAX_CACHE_DIR=cache, JAX_PLATFORMS='cpu')
@@ -292,6 +281,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   if args.plan_only:
     plan_table(args)
     return
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  from train_speed import uptime  # imports jax: parent process only
+
   passed = list(sys.argv[1:] if argv is None else argv)
   command = 'python ' + shlex.join([os.path.relpath(__file__, REPO), *passed])
   with tempfile.TemporaryDirectory(prefix='uisrnn_jax_cold_') as tmp:
