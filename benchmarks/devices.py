@@ -4,7 +4,7 @@ Each device count runs in its own subprocess with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` set before JAX is
 imported. Training is `train.fit` on a mesh over the N devices (state
 replicated, packed batches split by rows, padded to a multiple of N);
-decoding is `parallel.predict_labels_sharded` (utterances split over the
+decoding is `decode.predict_labels` with a mesh (utterances split over the
 devices under `shard_map`). Both are timed on a second, identical run, after
 a first run has compiled every shape.
 
@@ -77,7 +77,7 @@ def _data(config, num, length, seed):
 def _child(n: int) -> dict:
   import jax
 
-  from uisrnn_jax import parallel, train
+  from uisrnn_jax import decode, parallel, train
 
   assert jax.device_count() == n, (jax.device_count(), n)
   config = _config()
@@ -110,7 +110,7 @@ def _child(n: int) -> dict:
 
   def run_decode():
     tic = time.perf_counter()
-    parallel.predict_labels_sharded(
+    decode.predict_labels(
       state.params,
       test_x,
       mesh=mesh,

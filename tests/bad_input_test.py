@@ -307,6 +307,39 @@ class ConfigTest(parameterized.TestCase):
     with self.assertRaisesRegex(errors.ConfigError, message):
       config_check.validate_config(config)
 
+  def test_check_field(self):
+    # One checker for configs, DecodeSettings, compat and train.
+    self.assertEqual(
+      config_check.check_field('decode.beam_size', np.int32(3)), 3
+    )
+    self.assertIs(
+      type(config_check.check_field('model.crp_alpha', np.float32(0.5))), float
+    )
+    self.assertIsNone(config_check.check_field('model.sigma2', None))
+    with self.assertRaisesRegex(
+      errors.ConfigTypeError, r'^inference_args.beam_size must be an int'
+    ) as ctx:
+      config_check.check_field(
+        'decode.beam_size', '3', where='inference_args.beam_size'
+      )
+    self.assertIsInstance(ctx.exception, TypeError)
+    with self.assertRaisesRegex(
+      errors.ConfigError, r'^config.seed must be >= 0'
+    ):
+      config_check.check_field('seed', -1)
+    with self.assertRaisesRegex(
+      errors.ConfigError, 'did you mean config.decode.beam_size'
+    ):
+      config_check.check_field('decode.beam_sise', 3)
+    with self.assertRaisesRegex(errors.ConfigError, 'not a config field'):
+      config_check.check_field('decode', 3)
+
+  def test_train_checks_its_config(self):
+    config = _small_config()
+    config.train.optimizer = 'sgd'
+    with self.assertRaisesRegex(errors.ConfigError, 'config.train.optimizer'):
+      train.create_train_state(jax.random.key(0), config)
+
   def test_unknown_override_is_a_flag_error_not_a_traceback(self):
     # ml_collections rejects it while parsing flags, before our code runs;
     # cli.parse_flags turns its AttributeError into absl's flag error.

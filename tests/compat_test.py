@@ -635,6 +635,25 @@ class PredictTest(parameterized.TestCase):
       model.predict(case.sequence, args), case.canonical_labels.tolist()
     )
 
+  def test_speaker_count_from_inference_args(self):
+    # pyannote's names through inference_args, like every decode field.
+    model, fixture = fixture_model()
+    case = next(
+      c
+      for c in fixture.decode_cases
+      if c.labels.max() >= 2 and c.look_ahead == 1 and len(c.sequence) <= 24
+    )
+    found = int(np.max(case.canonical_labels)) + 1
+    args = inference_args(case)
+    args.num_speakers = found - 1
+    self.assertLen(set(model.predict(case.sequence, args)), found - 1)
+    del args.num_speakers
+    args.min_speakers = found + 1
+    self.assertLen(set(model.predict(case.sequence, args)), found + 1)
+    args.min_speakers = 'two'
+    with self.assertRaisesRegex(TypeError, 'inference_args.min_speakers'):
+      model.predict(case.sequence, args)
+
   def test_parallel_predict_is_batched_predict(self):
     model, fixture = fixture_model()
     args = argparse.Namespace(beam_size=3, look_ahead=1, test_iteration=1)
@@ -865,8 +884,11 @@ class UtilsTest(absltest.TestCase):
     self.assertEqual(lengths, [4] * 6)
     for sub in subs[:3]:  # speaker 'a': rows 1, 2, 5
       self.assertCountEqual(sub[:, 0].tolist(), [2.0, 4.0, 10.0])
+    # Integer observations are fine, as in the seed; strings are not.
+    subs, _ = uisrnn.utils.resize_sequence(sequence.astype(int), cluster_id)
+    self.assertEqual([s[:, 0].tolist() for s in subs], [[2, 4, 10], [0, 6, 8]])
     with self.assertRaises(TypeError):
-      uisrnn.utils.resize_sequence(sequence.astype(int), cluster_id)
+      uisrnn.utils.resize_sequence(sequence.astype(str), cluster_id)
     with self.assertRaises(ValueError):
       uisrnn.utils.resize_sequence(sequence, cluster_id[:-1])
 

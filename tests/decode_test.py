@@ -18,7 +18,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from jax_testing import compile_log
 
-from uisrnn_jax import decode, model
+from uisrnn_jax import decode, errors, model
 
 D, H = 4, 8
 
@@ -135,26 +135,38 @@ def brute_force_decode(
   test_iteration=1,
   mean_rule='reference',
   cap=None,
+  least=1,
 ):
   """The reference decoder's decisions, by enumeration, in float64.
+
+  ``least``: a candidate is dropped when the speakers it has in the last
+  copy so far plus the observations of that copy still to come are fewer
+  than min(least, N) (it can no longer reach the minimum).
 
   Returns:
     (labels of the last copy in first-appearance order, the largest number
     of speakers of any kept hypothesis).
   """
   p = _np(params)
+  n = len(seq)
   tiled = np.tile(np.asarray(seq, np.float64), (test_iteration, 1))
+  copy_start = (test_iteration - 1) * n
   beams = [Hyp([], [], [], [], [])]
   most = 0
   for start in range(0, len(tiled), look_ahead):
     xs = tiled[start : start + look_ahead]
+    end = start + len(xs)
+    to_come = min(n, len(tiled) - end)
     cands = []
     for rank, hyp in enumerate(beams):
       for tup in itertools.product(
         range(len(hyp.mean) + len(xs)), repeat=len(xs)
       ):
         new = _extend(p, hyp, xs, tup, p0, alpha, mean_rule, cap)
-        if new is not None and np.isfinite(new.cost):
+        if new is None or not np.isfinite(new.cost):
+          continue
+        seen = len(set(new.trace[copy_start:]))
+        if seen + to_come >= min(least, n):
           cands.append((new.cost, rank, tup, new))
     cands.sort(key=lambda c: c[:3])  # cost, then rank, then tuple
     beams = [c[3] for c in cands[:beam_size]]
@@ -513,6 +525,173 @@ class OverflowTest(absltest.TestCase):
       self.assertTrue(np.all(np.diff(cost[np.isfinite(cost)]) >= 0))
 
 
+def refines(labels, truth):
+  """Every predicted speaker lies within one true speaker."""
+  return all(len(set(truth[labels == k])) == 1 for k in set(labels.tolist()))
+
+
+class SpeakerCountTest(parameterized.TestCase):
+  """pyannote's num/min/max_speakers inside the beam search."""
+
+  # Three far-apart speakers (tracking model: mean ~ the speaker's last
+  # observation, new speakers predicted at 0).
+  ids = np.array([0, 0, 1, 1, 0, 2, 2, 1, 0, 2])
+
+  def _sequence(self):
+    centers = 1.5 * np.array(
+      [[1, 1, 1, 1], [-1, -1, -1, -1], [1, -1, 1, -1]], np.float32
+    )
+    noise = np.random.default_rng(0).normal(size=(len(self.ids), D)) * 0.05
+    return centers[self.ids] + noise.astype(np.float32)
+
+  def _decode(self, **count):
+    config = decode.speaker_count_config(settings(), **count)
+    return decode.predict_labels(
+      tracking_params(),
+      self._sequence(),
+      transition_bias=0.3,
+      crp_alpha=1.0,
+      config=config,
+    )[0]
+
+  def _reference(self, **kw):
+    return brute_force_decode(
+      tracking_params(), self._sequence(), p0=0.3, alpha=1.0, beam_size=3, **kw
+    )
+
+  def test_unconstrained_finds_three(self):
+    np.testing.assert_array_equal(self._decode(), self.ids)
+
+  def test_num_speakers_three_is_the_truth(self):
+    np.testing.assert_array_equal(self._decode(num_speakers=3), self.ids)
+
+  def test_max_two_merges_the_third_speaker(self):
+    got = self._decode(max_speakers=2)
+    want, most = self._reference(cap=2)
+    np.testing.assert_array_equal(got, want)
+    self.assertLessEqual(most, 2)
+    self.assertEqual(set(got.tolist()), {0, 1})
+    # Speakers 0 and 1 (the farthest apart) stay apart.
+    self.assertEqual(set(got[self.ids == 0].tolist()), {0})
+    self.assertEqual(set(got[self.ids == 1].tolist()), {1})
+
+  def test_min_four_splits_a_speaker(self):
+    got = self._decode(min_speakers=4)
+    want, _ = self._reference(least=4)
+    np.testing.assert_array_equal(got, want)
+    self.assertLen(set(got.tolist()), 4)
+    self.assertTrue(refines(got, self.ids), got)  # splits, never merges
+
+  def test_min_two_is_no_constraint_here(self):
+    np.testing.assert_array_equal(self._decode(min_speakers=2), self.ids)
+
+  def test_sequence_shorter_than_minimum(self):
+    # Three observations cannot have four speakers: one per observation.
+    got = decode.predict_labels(
+      tracking_params(),
+      self._sequence()[:3],
+      transition_bias=0.3,
+      crp_alpha=1.0,
+      config=decode.speaker_count_config(settings(), min_speakers=4),
+    )[0]
+    np.testing.assert_array_equal(got, [0, 1, 2])
+
+  @parameterized.named_parameters(
+    ('la1', 1, 1, 3),
+    ('la1_ti2', 1, 2, 4),
+    ('la2', 2, 1, 4),
+    ('la2_ti2', 2, 2, 3),
+  )
+  def test_minimum_matches_brute_force(self, look_ahead, test_iteration, least):
+    config = settings(
+      look_ahead=look_ahead, test_iteration=test_iteration, min_speakers=least
+    )
+    counts = []
+    for seed in range(2):
+      rng = np.random.default_rng(seed)
+      params = random_params(seed)
+      seqs = [clustered_sequence(rng, n, num_clusters=2) for n in (6, 9)]
+      ours = decode.predict_labels(
+        params, seqs, transition_bias=0.2, crp_alpha=1.0, config=config
+      )
+      for seq, got in zip(seqs, ours):
+        want, _ = brute_force_decode(
+          params,
+          seq,
+          p0=0.2,
+          alpha=1.0,
+          beam_size=3,
+          look_ahead=look_ahead,
+          test_iteration=test_iteration,
+          least=least,
+        )
+        np.testing.assert_array_equal(got, want)
+        self.assertGreaterEqual(len(set(got.tolist())), least)
+        counts.append(len(set(got.tolist())))
+    self.assertIn(least, counts)  # the minimum was binding somewhere
+
+  def test_minimum_compiles_once(self):
+    params = random_params(3)
+    rng = np.random.default_rng(3)
+    config = decode.speaker_count_config(settings(), min_speakers=3)
+    kw = dict(transition_bias=0.3, crp_alpha=1.0, config=config)
+    decode.predict_labels(params, [clustered_sequence(rng, 5)], **kw)
+    with compile_log() as log:
+      for n in (9, 16, 2):  # same bucket of 16, same settings
+        decode.predict_labels(params, [clustered_sequence(rng, n)], **kw)
+    self.assertEmpty([m for m in log if 'Compiling jit(decode_batch)' in m])
+
+  def test_resegmentation_keeps_the_minimum(self):
+    got = decode.predict_labels(
+      tracking_params(),
+      self._sequence(),
+      transition_bias=0.3,
+      crp_alpha=1.0,
+      config=settings(min_speakers=4, resegment_iterations=2),
+    )[0]
+    self.assertGreaterEqual(len(set(got.tolist())), 4)
+
+  def test_speaker_count_config(self):
+    from uisrnn_jax import defaults  # noqa: PLC0415
+
+    base = defaults.get_config().decode
+    got = decode.speaker_count_config(base, num_speakers=3)
+    self.assertEqual(
+      (got.min_speakers, got.max_speakers, got.speaker_overflow),
+      (3, 3, 'disallow'),
+    )
+    self.assertEqual((base.min_speakers, base.max_speakers), (1, 16))
+    got = decode.speaker_count_config(base, min_speakers=2, max_speakers=5)
+    self.assertEqual((got.min_speakers, got.max_speakers), (2, 5))
+    self.assertEqual(got.speaker_overflow, 'disallow')
+    got = decode.speaker_count_config(base, min_speakers=2)
+    self.assertEqual((got.max_speakers, got.speaker_overflow), (16, 'error'))
+    s = decode.speaker_count_config(decode.DecodeSettings(), num_speakers=2)
+    self.assertEqual(
+      s,
+      decode.DecodeSettings(
+        min_speakers=2, max_speakers=2, speaker_overflow='disallow'
+      ),
+    )
+    # The config field num_speakers (infer.py --config.decode.num_speakers).
+    base.num_speakers = 4
+    s = decode.DecodeSettings.from_config(base)
+    self.assertEqual((s.min_speakers, s.max_speakers), (4, 4))
+    self.assertEqual(s.speaker_overflow, 'disallow')
+
+  def test_speaker_count_errors(self):
+    with self.assertRaisesRegex(errors.ConfigError, 'num_speakers=3 fixes'):
+      decode.speaker_count_config(settings(), num_speakers=3, min_speakers=2)
+    with self.assertRaisesRegex(errors.ConfigError, 'min_speakers=5 exceeds'):
+      decode.speaker_count_config(settings(), min_speakers=5, max_speakers=4)
+    with self.assertRaisesRegex(
+      errors.ConfigError, 'max_speakers must be >= 1'
+    ):
+      decode.speaker_count_config(settings(), max_speakers=0)
+    with self.assertRaisesRegex(errors.ConfigTypeError, 'num_speakers must'):
+      decode.speaker_count_config(settings(), num_speakers=2.5)
+
+
 class RenumberTest(absltest.TestCase):
   def test_first_appearance_order(self):
     labels = jnp.array([3, 3, 0, 5, 0, 1, 7, 7])
@@ -581,6 +760,36 @@ class ValidationTest(parameterized.TestCase):
     self.assertEqual(s.test_iteration, cfg.test_iteration)
     self.assertEqual(s.max_speakers, cfg.max_speakers)
     self.assertEqual(s.num_slots, cfg.max_speakers + cfg.look_ahead)
+
+  def test_settings_are_the_schema_decode_group(self):
+    # One table (config_check.SCHEMA) and one default (defaults.py) per
+    # field: the settings are the decode group less its host-side fields.
+    from uisrnn_jax import config_check, defaults  # noqa: PLC0415
+
+    fields = {f.name for f in dataclasses.fields(decode.DecodeSettings)}
+    self.assertEqual(
+      fields | set(decode.HOST_FIELDS), set(config_check.SCHEMA['decode'])
+    )
+    want = defaults.get_config().decode
+    got = decode.DecodeSettings()
+    for name in fields:
+      self.assertEqual(getattr(got, name), want[name], name)
+
+  def test_settings_checks_are_the_config_checks(self):
+    with self.assertRaisesRegex(
+      errors.ConfigTypeError, 'beam_size must be an int'
+    ):
+      decode.DecodeSettings(beam_size='3')
+    with self.assertRaises(TypeError):  # still a TypeError, as before
+      decode.DecodeSettings(look_ahead=1.0)
+    with self.assertRaisesRegex(
+      errors.ConfigError, 'test_iteration must be >= 1'
+    ):
+      decode.DecodeSettings(test_iteration=0)
+    # NumPy ints are accepted and stored as Python ints (one jit cache key).
+    s = decode.DecodeSettings(beam_size=np.int64(4))
+    self.assertIs(type(s.beam_size), int)
+    self.assertEqual(s, decode.DecodeSettings(beam_size=4))
 
   def test_from_config_reads_seed_namespace(self):
     args = types.SimpleNamespace(beam_size=4, look_ahead=2, test_iteration=1)

@@ -109,16 +109,48 @@ class TransitionBiasTest(parameterized.TestCase):
     ('string', 'ab'),
     ('none', None),
     ('set', {('a',)}),
-    ('int_labels', [[1, 2, 2]]),
-    ('int_array', [np.array([1, 2])]),
-    ('mixed_labels', [['a', 2]]),
-    ('bytes_labels', [[b'a']]),
+    ('flat_int_array', np.array([1, 2, 2])),
+    ('unhashable_label', [[['a'], ['a']]]),
     ('nested_too_deep', [np.array([['a']])]),
     ('generator_sequence', [iter(['a'])]),
   )
   def test_type_errors(self, cluster_ids):
     with self.assertRaisesRegex(TypeError, 'label|list'):
       estimators.estimate_transition_bias(cluster_ids)
+
+  @parameterized.named_parameters(
+    ('ints', [[1, 1, 2, 1], [5, 5]]),
+    ('int_array', [np.array([1, 1, 2, 1]), np.array([5, 5])]),
+    ('float_array', [np.array([0.5, 0.5, 2.0, 0.5]), np.array([1.0, 1.0])]),
+    ('mixed', [['a', 'a', 2, 'a'], [None, None]]),
+    ('bytes', [[b'x', b'x', b'y', b'x'], [b'z', b'z']]),
+    ('tuples', [[(0, 1), (0, 1), (1,), (0, 1)], [(), ()]]),
+    ('object_array', [np.array(['a', 'a', 3, 'a'], dtype=object), ['q', 'q']]),
+    ('int_and_float_are_equal', [[1, 1.0, 2, True], [0, 0.0]]),
+  )
+  def test_any_hashable_labels(self, cluster_ids):
+    # The same turn structure as the string labels below; the seed compares
+    # labels with Python's == and accepts any type.
+    strings = [['a', 'a', 'b', 'a'], ['c', 'c']]
+    self.assertEqual(
+      estimators.estimate_transition_bias(cluster_ids),
+      estimators.estimate_transition_bias(strings),
+    )
+    self.assertEqual(
+      estimators.estimate_transition_bias(cluster_ids), ((1 + 2) / (2 + 4), 6.0)
+    )
+    self.assertEqual(
+      estimators.crp_log_likelihood(cluster_ids, 0.7),
+      estimators.crp_log_likelihood(strings, 0.7),
+    )
+    self.assertEqual(
+      estimators.estimate_crp_alpha_closed_form(cluster_ids),
+      estimators.estimate_crp_alpha_closed_form(strings),
+    )
+
+  def test_unhashable_label_message(self):
+    with self.assertRaisesRegex(TypeError, r'cluster_ids\[0\].*hashable'):
+      estimators.estimate_transition_bias([[{'a': 1}]])
 
   def test_flat_input_message_suggests_wrapping(self):
     with self.assertRaisesRegex(TypeError, r'wrap it: \[cluster_ids\]'):
@@ -485,7 +517,7 @@ class ClosedFormTest(parameterized.TestCase):
     with self.assertRaises(TypeError):
       estimators.estimate_crp_alpha_closed_form(['a', 'b'])
     with self.assertRaises(TypeError):
-      estimators.estimate_crp_alpha_closed_form([[0, 1]])
+      estimators.estimate_crp_alpha_closed_form([[[0], [1]]])
 
 
 if __name__ == '__main__':

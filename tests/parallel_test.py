@@ -138,7 +138,7 @@ def _child():
     config=config.decode,
   )
   one = decode.predict_labels(state.params, test_seqs, **kw)
-  sharded = parallel.predict_labels_sharded(
+  sharded = decode.predict_labels(
     state.params, test_seqs, mesh=mesh, batch_size=4, **kw
   )
   out['decode_equal'] = [
@@ -158,6 +158,15 @@ def _child():
     bool(np.array_equal(a, b)) for a, b in zip(one, via_infer, strict=True)
   ]
   out['decode_speakers'] = [int(np.max(a)) + 1 for a in one]
+  # Overflow on the sharded path: the same exception class as one device.
+  from uisrnn_jax import errors
+
+  config.decode.max_speakers = 1
+  try:
+    decode.predict_labels(state.params, test_seqs, mesh=mesh, **kw)
+    out['overflow_error'] = ''
+  except errors.SpeakerOverflowError as e:
+    out['overflow_error'] = f'{type(e).__name__}: {e}'
   print(json.dumps(out))
 
 
@@ -222,6 +231,12 @@ class MultiDeviceTest(absltest.TestCase):
     self.assertTrue(all(self.out['infer_equal']), self.out['infer_equal'])
     self.assertGreater(max(self.out['decode_speakers']), 1)
 
+  def test_sharded_overflow_is_speaker_overflow_error(self):
+    self.assertStartsWith(
+      self.out['overflow_error'], 'SpeakerOverflowError: sequence '
+    )
+    self.assertIn('max_speakers=1', self.out['overflow_error'])
+
 
 class OneDeviceTest(absltest.TestCase):
   """In-process checks (this process sees one device)."""
@@ -246,6 +261,22 @@ class OneDeviceTest(absltest.TestCase):
     self.assertIs(parallel.pad_batch_rows(batch, 3), batch)
     with self.assertRaisesRegex(ValueError, 'mask'):
       parallel.pad_batch_rows({'x': np.ones((3, 1))}, 2)
+
+  def test_decode_with_one_device_mesh_equals_no_mesh(self):
+    from uisrnn_jax import decode, model
+
+    params = model.init_params(
+      jax.random.key(0), observation_dim=3, hidden_size=8, depth=1
+    )
+    seqs, _ = _toy_data(seed=1, num=3)
+    config = _tiny_config(4).decode
+    config.speaker_overflow = 'disallow'  # untrained: many speakers
+    kw = dict(transition_bias=0.3, crp_alpha=1.0, config=config)
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    plain = decode.predict_labels(params, seqs, **kw)
+    meshed = decode.predict_labels(params, seqs, mesh=mesh, **kw)
+    for a, b in zip(plain, meshed, strict=True):
+      np.testing.assert_array_equal(a, b)
 
   def test_shard_batch_on_one_device_mesh(self):
     mesh = parallel.make_mesh(jax.devices()[:1])

@@ -6,7 +6,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from jax_testing import compile_log
 
-from uisrnn_jax import decode, model, streaming
+from uisrnn_jax import decode, errors, model, streaming
 
 D, H = 4, 8
 
@@ -139,8 +139,23 @@ class StreamingTest(parameterized.TestCase):
     )
     # Two far-apart observations: a second speaker survives in the beam.
     chunk = np.array([[5.0] * D, [-5.0] * D], np.float32)
-    with self.assertRaisesRegex(ValueError, 'max_speakers=1'):
+    with self.assertRaisesRegex(errors.SpeakerOverflowError, 'max_speakers=1'):
       streaming.push(params, state, chunk)
+
+  def test_speaker_count(self):
+    params = random_params(4)
+    kw = dict(transition_bias=0.45, crp_alpha=1.0, capacity=32)
+    # A maximum is supported: 'disallow' caps every hypothesis.
+    config = decode.speaker_count_config(settings(), max_speakers=1)
+    state = streaming.init(params, config=config, **kw)
+    chunk = np.array([[5.0] * D, [-5.0] * D], np.float32)
+    _, labels = streaming.push(params, state, chunk)
+    np.testing.assert_array_equal(labels, [0, 0])
+    # A minimum needs the number of observations still to come: refused.
+    for count in (dict(min_speakers=2), dict(num_speakers=2)):
+      config = decode.speaker_count_config(settings(), **count)
+      with self.assertRaisesRegex(errors.ConfigError, 'min_speakers'):
+        streaming.init(params, config=config, **kw)
 
   def test_validation(self):
     params = random_params(0)

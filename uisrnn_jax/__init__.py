@@ -2,10 +2,15 @@
 
 The top level also serves Google's ``uisrnn`` 0.1.2 API, so that scripts
 written for it need one changed import, ``import uisrnn_jax as uisrnn``:
-`UISRNN`, `parse_arguments`, `compute_sequence_match_accuracy`,
-`parallel_predict`, `output_result`, and the modules `utils` and `contrib`
-(see `uisrnn_jax.compat`). They are imported on first access, so
-``import uisrnn_jax`` stays cheap (no JAX, never torch).
+every public name of the seed's package, `UISRNN`, `parse_arguments`,
+`compute_sequence_match_accuracy`, `parallel_predict`, `output_result`, and
+the modules `arguments`, `evals`, `loss_func`, `utils`, `contrib` and
+`uisrnn` (the seed's module of the `UISRNN` class; here `uisrnn_jax.compat`).
+They are imported on first access, so ``import uisrnn_jax`` stays cheap (no
+JAX, never torch).
+
+``__version__`` is the package's one version string; ``pyproject.toml``
+reads it from here.
 """
 
 from __future__ import annotations
@@ -25,23 +30,32 @@ _LAZY = {
   ),
   'parallel_predict': ('uisrnn_jax.compat', 'parallel_predict'),
   'output_result': ('uisrnn_jax.compat', 'output_result'),
-  'utils': ('uisrnn_jax.utils', None),
+  'arguments': ('uisrnn_jax.arguments', None),
   'contrib': ('uisrnn_jax.contrib', None),
+  'evals': ('uisrnn_jax.evals', None),
+  'loss_func': ('uisrnn_jax.loss_func', None),
+  'uisrnn': ('uisrnn_jax.compat', None),
+  'utils': ('uisrnn_jax.utils', None),
 }
 
 __all__ = [
   'UISRNN',
   '__version__',
+  'arguments',
   'compute_sequence_match_accuracy',
   'contrib',
+  'evals',
+  'loss_func',
   'output_result',
   'parallel_predict',
   'parse_arguments',
+  'uisrnn',
   'utils',
 ]
 
 if TYPE_CHECKING:
-  from uisrnn_jax import contrib, utils
+  from uisrnn_jax import arguments, contrib, evals, loss_func, utils
+  from uisrnn_jax import compat as uisrnn
   from uisrnn_jax.arguments import parse_arguments
   from uisrnn_jax.compat import UISRNN, output_result, parallel_predict
   from uisrnn_jax.evals import compute_sequence_match_accuracy

@@ -44,7 +44,7 @@ import argparse
 import math
 import numbers
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -54,8 +54,17 @@ import numpy as np
 from absl import logging
 from flax import serialization
 
-from uisrnn_jax import checkpoint, data, decode, defaults, train
+from uisrnn_jax import (
+  checkpoint,
+  config_check,
+  data,
+  decode,
+  defaults,
+  errors,
+  train,
+)
 from uisrnn_jax import model as model_lib
+from uisrnn_jax import streaming as streaming_lib
 
 MODEL_FORMAT = 'uisrnn_jax.model'
 MODEL_VERSION = 1
@@ -63,44 +72,32 @@ MODEL_VERSION = 1
 # The seed's verbosity levels and the absl severity each is logged at.
 _SEVERITY = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
 
-# The seed's argument names (= config fields) and how each is checked.
-_MODEL_FIELDS = {
-  'observation_dim': 'positive_int',
-  'rnn_hidden_size': 'positive_int',
-  'rnn_depth': 'positive_int',
-  'rnn_dropout': 'probability',
-  'transition_bias': 'optional_open_probability',
-  'crp_alpha': 'positive_float',
-  'sigma2': 'optional_positive_float',
-}
-_TRAINING_FIELDS = {
-  'optimizer': 'optimizer',
-  'learning_rate': 'nonnegative_float',
-  'train_iteration': 'nonnegative_int',
-  'batch_size': 'optional_positive_int',
-  'num_permutations': 'nonnegative_int',
-  'sigma_alpha': 'float',
-  'sigma_beta': 'float',
-  'regularization_weight': 'nonnegative_float',
-  'grad_max_norm': 'positive_float',
-  'enforce_cluster_id_uniqueness': 'bool',
-}
-_INFERENCE_FIELDS = {
-  'beam_size': 'positive_int',
-  'look_ahead': 'positive_int',
-  'test_iteration': 'positive_int',
-  # Ours: speaker slots per hypothesis (grown automatically, see `predict`).
-  'max_speakers': 'positive_int',
-  # Ours: Viterbi resegmentation rounds after the beam search (0: off).
-  'resegment_iterations': 'nonnegative_int',
-}
-_FLOAT_RANGES = {
-  'float': (lambda v: True, ''),
-  'positive_float': (lambda v: v > 0, '> 0'),
-  'nonnegative_float': (lambda v: v >= 0, '>= 0'),
-  'probability': (lambda v: 0 <= v < 1, 'in [0, 1)'),
-  'open_probability': (lambda v: 0 < v < 1, 'in (0, 1)'),
-}
+# The seed's argument names (= config fields, checked by config_check).
+_MODEL_FIELDS = (
+  'observation_dim',
+  'rnn_hidden_size',
+  'rnn_depth',
+  'rnn_dropout',
+  'transition_bias',
+  'crp_alpha',
+  'sigma2',
+)
+_TRAINING_FIELDS = (
+  'optimizer',
+  'learning_rate',
+  'train_iteration',
+  'batch_size',
+  'num_permutations',
+  'sigma_alpha',
+  'sigma_beta',
+  'regularization_weight',
+  'grad_max_norm',
+  'enforce_cluster_id_uniqueness',
+)
+# Every decode field may come from inference_args: the seed's (beam_size,
+# look_ahead, test_iteration) and ours (max_speakers, grown automatically,
+# see `predict`; resegment_iterations; ...), each defaulting to the config's.
+_INFERENCE_FIELDS = tuple(config_check.SCHEMA['decode'])
 
 _CONCATENATED_WARNING = (
   'transition_bias is estimated from one concatenated training sequence, so '
@@ -172,50 +169,14 @@ class Logger:
     self.print(4, message)
 
 
-def _check_value(owner: str, name: str, value: Any, kind: str) -> Any:
-  """Checks one argument against ``kind``; returns it as a Python value.
-
-  Raises:
-    TypeError: wrong type (e.g. a string or a bool where a number belongs).
-    ValueError: out of range.
-  """
-  where = f'{owner}.{name}'
-  if kind.startswith('optional_'):
-    if value is None:
-      return None
-    kind = kind[len('optional_') :]
-  if kind == 'bool':
-    if not isinstance(value, (bool, np.bool_)):
-      raise TypeError(f'{where} must be a bool, got {value!r}')
-    return bool(value)
-  if kind == 'optimizer':
-    if value != 'adam':
-      raise ValueError(f"{where} must be 'adam' (the only one), got {value!r}")
-    return value
-  is_bool = isinstance(value, (bool, np.bool_))
-  if kind.endswith('_int'):
-    if is_bool or not isinstance(value, numbers.Integral):
-      raise TypeError(f'{where} must be an int, got {value!r}')
-    low = 1 if kind == 'positive_int' else 0
-    if value < low:
-      raise ValueError(f'{where} must be >= {low}, got {value}')
-    return int(value)
-  if is_bool or not isinstance(value, numbers.Real):
-    raise TypeError(f'{where} must be a number, got {value!r}')
-  in_range, expected = _FLOAT_RANGES[kind]
-  if not (math.isfinite(value) and in_range(value)):
-    expected = f'finite and {expected}' if expected else 'finite'
-    raise ValueError(f'{where} must be {expected}, got {value}')
-  return float(value)
-
-
 def _read_args(
-  args: Any, owner: str, fields: Mapping[str, str], defaults: Any
+  args: Any, owner: str, group: str, fields: Sequence[str], defaults: Any
 ) -> dict[str, Any]:
   """Reads and checks the seed's fields from a namespace-like object.
 
   A missing attribute takes its default from ``defaults`` (the seed's);
-  attributes not listed are ignored, as the seed ignores them.
+  attributes not listed are ignored, as the seed ignores them. Each value
+  is checked as config field ``<group>.<name>`` (`config_check`).
   """
   if args is None:
     raise TypeError(
@@ -223,8 +184,12 @@ def _read_args(
       'attributes), got None'
     )
   return {
-    name: _check_value(owner, name, getattr(args, name, defaults[name]), kind)
-    for name, kind in fields.items()
+    name: config_check.check_field(
+      f'{group}.{name}',
+      getattr(args, name, defaults[name]),
+      where=f'{owner}.{name}',
+    )
+    for name in fields
   }
 
 
@@ -261,10 +226,10 @@ def model_config(model_args: Any) -> ml_collections.ConfigDict:
   """
   config = default_config()
   config.model.update(
-    _read_args(model_args, 'model_args', _MODEL_FIELDS, config.model)
+    _read_args(model_args, 'model_args', 'model', _MODEL_FIELDS, config.model)
   )
-  config.seed = _check_value(
-    'model_args', 'seed', getattr(model_args, 'seed', 0), 'nonnegative_int'
+  config.seed = config_check.check_field(
+    'seed', getattr(model_args, 'seed', 0), where='model_args.seed'
   )
   return config
 
@@ -357,8 +322,8 @@ class UISRNN:
 
   @transition_bias.setter
   def transition_bias(self, value: float | None) -> None:
-    value = _check_value(
-      'UISRNN', 'transition_bias', value, 'optional_open_probability'
+    value = config_check.check_field(
+      'model.transition_bias', value, where='UISRNN.transition_bias'
     )
     self.state = self.state.replace(
       transition_bias=jnp.asarray(
@@ -373,8 +338,8 @@ class UISRNN:
 
   @transition_bias_denominator.setter
   def transition_bias_denominator(self, value: float) -> None:
-    value = _check_value(
-      'UISRNN', 'transition_bias_denominator', value, 'nonnegative_float'
+    value = config_check.nonnegative(
+      'UISRNN.transition_bias_denominator', value
     )
     self.state = self.state.replace(
       transition_bias_denominator=jnp.asarray(value, jnp.float32)
@@ -387,7 +352,9 @@ class UISRNN:
 
   @crp_alpha.setter
   def crp_alpha(self, value: float) -> None:
-    value = _check_value('UISRNN', 'crp_alpha', value, 'positive_float')
+    value = config_check.check_field(
+      'model.crp_alpha', value, where='UISRNN.crp_alpha'
+    )
     self.state = self.state.replace(crp_alpha=jnp.asarray(value, jnp.float32))
 
   @property
@@ -498,7 +465,7 @@ class UISRNN:
   def _training_config(self, args: Any) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict(self.config.to_dict())
     config.train.update(
-      _read_args(args, 'training_args', _TRAINING_FIELDS, config.train)
+      _read_args(args, 'training_args', 'train', _TRAINING_FIELDS, config.train)
     )
     return config
 
@@ -519,7 +486,10 @@ class UISRNN:
     Speaker slots: ``args.max_speakers`` (ours; default 16) per hypothesis;
     a sequence needing more is decoded again with twice as many, up to its
     length times ``test_iteration``, so the number of speakers is unbounded
-    as in the seed.
+    as in the seed. Every ``decode`` config field may be given in ``args``,
+    among them pyannote's speaker count (`decode.speaker_count_config`):
+    ``num_speakers`` (exactly that many), ``min_speakers``, and a maximum
+    as ``max_speakers`` with ``speaker_overflow='disallow'``.
 
     For example, one utterance of five observations::
 
@@ -566,9 +536,67 @@ class UISRNN:
     result = [[int(x) for x in row] for row in labels]
     return result[0] if single else result
 
+  def online_predict(self, args: Any) -> OnlinePredictor:
+    """Starts streaming prediction: push chunks, read the labels so far.
+
+    The seed's open request (google/uis-rnn issue #28). Observations of one
+    sequence arrive in chunks; after each chunk the returned labels are the
+    best labelling of everything pushed so far, and after the last chunk
+    they equal ``predict(whole_sequence, args)`` with ``test_iteration=1``
+    (a stream cannot be decoded as back-to-back copies, so
+    ``args.test_iteration`` is not used). Decoding is
+    `uisrnn_jax.streaming`; earlier labels may still change as later
+    observations arrive, exactly as the offline beam search would revise
+    them::
+
+      stream = model.online_predict(inference_args)
+      stream.push(float[3, D])  ->  [0, 0, 1]
+      stream.push(float[2, D])  ->  [0, 0, 1, 1, 0]
+      stream.reset()            # the next sequence
+
+    The predictor holds this model's current weights, ``transition_bias``
+    and ``crp_alpha``; a later ``fit`` or ``load`` does not change it.
+
+    Args:
+      args: the seed's ``inference_args`` (``beam_size``, ``look_ahead``;
+        ours: ``max_speakers``, the initial speaker slots, grown as in
+        `predict`).
+
+    Returns:
+      An `OnlinePredictor` with nothing observed.
+
+    Raises:
+      TypeError: bad ``args``.
+      ValueError: ``args.resegment_iterations`` > 0 (resegmentation needs
+        the whole sequence).
+      RuntimeError: the model has no transition_bias yet (not trained).
+    """
+    config = self._decode_config(args)
+    if config.resegment_iterations:
+      raise ValueError(
+        'online_predict cannot resegment: resegmentation needs the whole '
+        'sequence; set inference_args.resegment_iterations=0, got '
+        f'{config.resegment_iterations}'
+      )
+    if self.transition_bias is None:
+      raise RuntimeError(
+        'transition_bias is unknown: call fit() first, load() a model, or '
+        'give model_args.transition_bias'
+      )
+    config.test_iteration = 1
+    return OnlinePredictor(
+      self.params,
+      transition_bias=self.transition_bias,
+      crp_alpha=self.crp_alpha,
+      config=config,
+      logger=self.logger,
+    )
+
   def _decode_config(self, args: Any) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict(self.config.decode.to_dict())
-    config.update(_read_args(args, 'inference_args', _INFERENCE_FIELDS, config))
+    config.update(
+      _read_args(args, 'inference_args', 'decode', _INFERENCE_FIELDS, config)
+    )
     return config
 
   def _decode(
@@ -590,9 +618,9 @@ class UISRNN:
           crp_alpha=self.crp_alpha,
           config=config,
         )
-      except ValueError as e:
+      except errors.SpeakerOverflowError:
         # Only the speaker-slot overflow is retried, with twice the slots.
-        if 'max_speakers' not in str(e) or config.max_speakers >= bound:
+        if config.max_speakers >= bound:
           raise
         config.max_speakers = min(2 * config.max_speakers, bound)
         self.logger.print(
@@ -817,9 +845,7 @@ def parallel_predict(
     raise TypeError(
       f'test_sequences must be a list, got {type(test_sequences).__name__}'
     )
-  _check_value(
-    'parallel_predict', 'num_processes', num_processes, 'positive_int'
-  )
+  config_check.integer(1)('parallel_predict.num_processes', num_processes)
   return model.predict(test_sequences, args)
 
 
@@ -896,3 +922,111 @@ def output_result(
     with open(append_to, 'a', encoding='utf-8') as f:
       f.write(text)
   return text
+
+
+class OnlinePredictor:
+  """Streaming labels of one sequence at a time; see `UISRNN.online_predict`.
+
+  A thin host wrapper over `uisrnn_jax.streaming`: it validates chunks as
+  `UISRNN.predict` validates sequences, keeps the observations pushed so far,
+  and, when a hypothesis needs more speaker slots than ``max_speakers``,
+  decodes them again with twice the slots (as `UISRNN.predict` does), so
+  the labels are those of unbounded decoding.
+
+  Attributes:
+    observation_dim: D.
+    labels: the current labels of every observation pushed since the start
+      or the last `reset` (a new list; 0, 1, ... by first appearance).
+    num_observations: how many observations that is.
+  """
+
+  def __init__(
+    self,
+    params: model_lib.Params,
+    *,
+    transition_bias: float,
+    crp_alpha: float,
+    config: ml_collections.ConfigDict,
+    logger: Logger,
+  ):
+    """Use `UISRNN.online_predict` instead."""
+    self._params = params
+    self._priors = dict(transition_bias=transition_bias, crp_alpha=crp_alpha)
+    self._config = ml_collections.ConfigDict(config.to_dict())
+    self._logger = logger
+    self.observation_dim = int(params['sigma2'].shape[-1])
+    self.reset()
+
+  def reset(self) -> None:
+    """Forgets the sequence so far; the next push starts a new one."""
+    self._chunks: list[np.ndarray] = []
+    self._labels: list[int] = []
+    self._state = streaming_lib.init(
+      self._params, **self._priors, config=self._config
+    )
+
+  @property
+  def labels(self) -> list[int]:
+    return list(self._labels)
+
+  @property
+  def num_observations(self) -> int:
+    return len(self._labels)
+
+  def push(self, chunk: np.ndarray) -> list[int]:
+    """Adds observations to the current sequence.
+
+    Args:
+      chunk: float[C, D] new observations (C may be 0), or one float[D]
+        observation.
+
+    Returns:
+      The labels of all observations so far (see `labels`).
+
+    Raises:
+      TypeError: ``chunk`` is not a float numpy array.
+      ValueError: wrong shape or dimension, or NaN/Inf values. Nothing is
+        changed.
+    """
+    if isinstance(chunk, np.ndarray) and chunk.ndim == 1:
+      chunk = chunk[None]
+    if (
+      isinstance(chunk, np.ndarray)
+      and chunk.shape == (0, self.observation_dim)
+      and np.issubdtype(chunk.dtype, np.floating)
+    ):
+      return self.labels
+    chunk = data.check_sequence(
+      chunk, observation_dim=self.observation_dim, name='chunk'
+    )
+    chunk = chunk.astype(np.float32)
+    try:
+      self._state, labels = streaming_lib.push(self._params, self._state, chunk)
+    except errors.SpeakerOverflowError:
+      # A speaker-slot overflow: replay the whole sequence with more slots.
+      # At most one speaker per observation, so the total length of slots
+      # never overflows.
+      total = self.num_observations + len(chunk)
+      if self._config.max_speakers >= total:
+        raise
+      labels = self._replay(chunk, total)
+    self._chunks.append(chunk)
+    self._labels = [int(x) for x in labels]
+    return self.labels
+
+  def _replay(self, chunk: np.ndarray, total: int) -> np.ndarray:
+    sequence = np.concatenate([*self._chunks, chunk], axis=0)
+    while True:
+      self._config.max_speakers = min(2 * self._config.max_speakers, total)
+      self._logger.print(
+        4, f'decoding again with max_speakers={self._config.max_speakers}'
+      )
+      state = streaming_lib.init(
+        self._params, **self._priors, config=self._config
+      )
+      try:
+        self._state, labels = streaming_lib.push(self._params, state, sequence)
+        return labels
+      except errors.SpeakerOverflowError:
+        if self._config.max_speakers >= total:
+          raise

@@ -1,16 +1,29 @@
-"""Checks a run config before anything is trained, decoded or written.
+"""The one field checker: configs, `DecodeSettings`, `compat` and `train`.
 
-`validate_config` compares a config (from a config file with command-line
-overrides, or stored in a checkpoint) with `SCHEMA`: every key must be
-known, every known key present, and every value of the right type and in
-range. ml_collections already rejects an override of an unknown field or of
-the wrong type on the command line; this catches the rest: a typo in a
-config file (``config.train.learning_rat``), a value a config file set to
-the wrong type, negative sizes, unknown names (``train.loss='nl'``), and
-configs read back from checkpoints.
+Every config field has one entry in `SCHEMA` (group -> field -> check) and
+one default in `uisrnn_jax.defaults`; nothing else checks fields. A check is
+a function ``check(where, value) -> value`` that raises
+`errors.ConfigTypeError` (a ``ConfigError`` and a ``TypeError``) for a
+value of the wrong type, `errors.ConfigError` (a ``ValueError``) for one out
+of range, with ``where`` (e.g. ``config.train.loss``, or
+``inference_args.beam_size`` when `uisrnn_jax.compat` reads the seed's
+namespaces) naming the field, and returns the value as a plain Python
+``int``, ``float``, ``bool`` or ``str``.
 
-A new config field must be added to `SCHEMA` (with a default in
-`uisrnn_jax.defaults`).
+* `validate_config` checks a whole run config (from a config file with
+  command-line overrides, or stored in a checkpoint): every key known, every
+  known key present, every value of the right type and in range.
+  ml_collections already rejects an override of an unknown field or of the
+  wrong type on the command line; this catches the rest: a typo in a config
+  file (``config.train.learning_rat``), a value a config file set to the
+  wrong type, negative sizes, unknown names (``train.loss='nl'``), and
+  configs read back from checkpoints.
+* `check_field` checks one field, by its dotted name (``'decode.beam_size'``,
+  ``'seed'``); `decode.DecodeSettings`, `uisrnn_jax.compat` (the seed's
+  argument namespaces) and `uisrnn_jax.train` use it.
+* The check builders (`integer`, `real`, `choice`, `boolean`, `string`)
+  serve the few values that are not config fields (e.g. compat's
+  ``num_processes``).
 
 Example::
 
@@ -19,6 +32,8 @@ Example::
   validate_config(config)
   # ConfigError: config.train.loss must be one of ('nll', 'sample_mean'),
   # got 'nl'
+  check_field('decode.beam_size', 0, where='inference_args.beam_size')
+  # ConfigError: inference_args.beam_size must be >= 1, got 0
 """
 
 from __future__ import annotations
@@ -29,135 +44,144 @@ import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from uisrnn_jax.errors import ConfigError
+from uisrnn_jax.errors import ConfigError, ConfigTypeError
 
-Check = Callable[[str, Any], None]
+Check = Callable[[str, Any], Any]
 
 
 def _is_bool(value: Any) -> bool:
   return isinstance(value, bool) or type(value).__name__ == 'bool_'
 
 
-def _int(low: int, *, optional: bool = False) -> Check:
-  """An int >= low (None allowed when optional)."""
+def _type_error(where: str, what: str, value: Any) -> ConfigTypeError:
+  return ConfigTypeError(
+    f'{where} must be {what}, got {type(value).__name__} {value!r}'
+  )
 
-  def check(where: str, value: Any) -> None:
+
+def integer(low: int, *, optional: bool = False) -> Check:
+  """A check for an int >= ``low`` (or None, when ``optional``)."""
+
+  def check(where: str, value: Any) -> int | None:
     if value is None and optional:
-      return
+      return None
     if _is_bool(value) or not isinstance(value, numbers.Integral):
-      raise ConfigError(
-        f'{where} must be an int, got {type(value).__name__} {value!r}'
-      )
+      raise _type_error(where, 'an int', value)
     if value < low:
       raise ConfigError(f'{where} must be >= {low}, got {value}')
+    return int(value)
 
   check.__doc__ = f'int >= {low}' + (' or None' if optional else '')
   return check
 
 
-def _float(
+def real(
   test: Callable[[float], bool] = lambda v: True,
   expected: str = '',
   *,
   optional: bool = False,
 ) -> Check:
-  """A finite real number (ints allowed) passing ``test``."""
+  """A check for a finite real number (ints allowed) passing ``test``."""
 
-  def check(where: str, value: Any) -> None:
+  def check(where: str, value: Any) -> float | None:
     if value is None and optional:
-      return
+      return None
     if _is_bool(value) or not isinstance(value, numbers.Real):
-      raise ConfigError(
-        f'{where} must be a number, got {type(value).__name__} {value!r}'
-      )
+      raise _type_error(where, 'a number', value)
     if not (math.isfinite(value) and test(float(value))):
       want = f'finite and {expected}' if expected else 'finite'
       raise ConfigError(f'{where} must be {want}, got {value}')
+    return float(value)
 
   check.__doc__ = f'float {expected}'.strip()
   return check
 
 
-def _choice(*options: str) -> Check:
-  def check(where: str, value: Any) -> None:
+def choice(*options: str) -> Check:
+  """A check for one of ``options``."""
+
+  def check(where: str, value: Any) -> str:
     if value not in options:
       raise ConfigError(f'{where} must be one of {options}, got {value!r}')
+    return value
 
   check.__doc__ = f'one of {options}'
   return check
 
 
-def _bool(where: str, value: Any) -> None:
+def boolean(where: str, value: Any) -> bool:
+  """Checks a bool (NumPy's too)."""
   if not _is_bool(value):
-    raise ConfigError(
-      f'{where} must be a bool, got {type(value).__name__} {value!r}'
-    )
+    raise _type_error(where, 'a bool', value)
+  return bool(value)
 
 
-def _str(where: str, value: Any) -> None:
+def string(where: str, value: Any) -> str:
+  """Checks a string."""
   if not isinstance(value, str):
-    raise ConfigError(
-      f'{where} must be a string, got {type(value).__name__} {value!r}'
-    )
+    raise _type_error(where, 'a string', value)
+  return value
 
 
-_positive = _float(lambda v: v > 0, '> 0')
-_nonnegative = _float(lambda v: v >= 0, '>= 0')
+positive = real(lambda v: v > 0, '> 0')
+nonnegative = real(lambda v: v >= 0, '>= 0')
 
-# Group -> field -> check. ``None`` as a group: a top-level scalar.
+# Group -> field -> check. A check as a group: a top-level scalar.
 SCHEMA: dict[str, Any] = {
-  'seed': _int(0),
+  'seed': integer(0),
   'model': {
-    'observation_dim': _int(1),
-    'rnn_hidden_size': _int(1),
-    'rnn_depth': _int(1),
-    'rnn_dropout': _float(lambda v: 0 <= v < 1, 'in [0, 1)'),
-    'transition_bias': _float(lambda v: 0 < v < 1, 'in (0, 1)', optional=True),
-    'crp_alpha': _positive,
-    'sigma2': _float(lambda v: v > 0, '> 0', optional=True),
-    'crp_alpha_estimator': _choice('given', 'range_search', 'closed_form'),
+    'observation_dim': integer(1),
+    'rnn_hidden_size': integer(1),
+    'rnn_depth': integer(1),
+    'rnn_dropout': real(lambda v: 0 <= v < 1, 'in [0, 1)'),
+    'transition_bias': real(lambda v: 0 < v < 1, 'in (0, 1)', optional=True),
+    'crp_alpha': positive,
+    'sigma2': real(lambda v: v > 0, '> 0', optional=True),
+    'crp_alpha_estimator': choice('given', 'range_search', 'closed_form'),
   },
   'train': {
-    'optimizer': _choice('adam'),
-    'learning_rate': _nonnegative,
-    'train_iteration': _int(0),
-    'batch_size': _int(1, optional=True),
-    'num_permutations': _int(0),
-    'sigma_alpha': _float(),
-    'sigma_beta': _float(),
-    'regularization_weight': _nonnegative,
-    'grad_max_norm': _positive,
-    'enforce_cluster_id_uniqueness': _bool,
-    'loss': _choice('nll', 'sample_mean'),
-    'loss_samples': _int(1),
-    'bucket': _int(1),
-    'compile_seconds': _nonnegative,
-    'log_every': _int(1),
-    'checkpoint_every': _int(1),
-    'num_devices': _int(0),
-    'steps_per_shard': _int(1),
+    'optimizer': choice('adam'),
+    'learning_rate': nonnegative,
+    'train_iteration': integer(0),
+    'batch_size': integer(1, optional=True),
+    'num_permutations': integer(0),
+    'sigma_alpha': real(),
+    'sigma_beta': real(),
+    'regularization_weight': nonnegative,
+    'grad_max_norm': positive,
+    'enforce_cluster_id_uniqueness': boolean,
+    'loss': choice('nll', 'sample_mean'),
+    'loss_samples': integer(1),
+    'bucket': integer(1),
+    'compile_seconds': nonnegative,
+    'log_every': integer(1),
+    'checkpoint_every': integer(1),
+    'num_devices': integer(0),
+    'steps_per_shard': integer(1),
   },
   'decode': {
-    'beam_size': _int(1),
-    'look_ahead': _int(1),
-    'test_iteration': _int(1),
-    'max_speakers': _int(1),
-    'speaker_overflow': _choice('error', 'disallow'),
-    'mean_rule': _choice('reference', 'cumulative'),
-    'resegment_iterations': _int(0),
-    'bucket': _int(1),
+    'beam_size': integer(1),
+    'look_ahead': integer(1),
+    'test_iteration': integer(1),
+    'max_speakers': integer(1),
+    'speaker_overflow': choice('error', 'disallow'),
+    'mean_rule': choice('reference', 'cumulative'),
+    'resegment_iterations': integer(0),
+    'bucket': integer(1),
+    'min_speakers': integer(1),
+    'num_speakers': integer(1, optional=True),
   },
   'data': {
-    'train_path': _str,
-    'test_path': _str,
-    'train_shards': _str,
+    'train_path': string,
+    'test_path': string,
+    'train_shards': string,
   },
   'toy': {
-    'num_train': _int(1),
-    'num_test': _int(1),
-    'num_speakers': _int(2),
-    'length': _int(1),
-    'noise': _nonnegative,
+    'num_train': integer(1),
+    'num_test': integer(1),
+    'num_speakers': integer(2),
+    'length': integer(1),
+    'noise': nonnegative,
   },
 }
 # Groups every config needs; ``data`` and ``toy`` are checked when present.
@@ -169,6 +193,8 @@ OPTIONAL_FIELDS = {
   ('train', 'compile_seconds'),
   ('data', 'train_shards'),
   ('decode', 'resegment_iterations'),
+  ('decode', 'min_speakers'),
+  ('decode', 'num_speakers'),
 }
 
 
@@ -186,6 +212,43 @@ def _unknown(where: str, key: str, known: Any) -> ConfigError:
   return ConfigError(
     f'unknown config key {where}.{key}{more} (known: {sorted(known)})'
   )
+
+
+def field_check(name: str) -> Check:
+  """The check of a field, by dotted name (``'train.loss'``, ``'seed'``).
+
+  Raises:
+    ConfigError: no such field in `SCHEMA`.
+  """
+  group, _, key = name.partition('.')
+  spec = SCHEMA.get(group)
+  if spec is None:
+    raise _unknown('config', group, SCHEMA)
+  if callable(spec) != (not key):
+    raise ConfigError(f'{name!r} is not a config field')
+  if callable(spec):
+    return spec
+  if key not in spec:
+    raise _unknown(f'config.{group}', key, spec)
+  return spec[key]
+
+
+def check_field(name: str, value: Any, *, where: str | None = None) -> Any:
+  """Checks one config field's value against `SCHEMA`.
+
+  Args:
+    name: the field, dotted (``'decode.beam_size'``; ``'seed'``).
+    value: its value.
+    where: how to call it in messages (default ``config.<name>``).
+
+  Returns:
+    The value as a plain Python int, float, bool or str (None stays None).
+
+  Raises:
+    ConfigTypeError: (a ConfigError and a TypeError) a wrong type.
+    ConfigError: out of range, or an unknown field.
+  """
+  return field_check(name)(f'config.{name}' if where is None else where, value)
 
 
 def validate_config(
@@ -206,8 +269,8 @@ def validate_config(
     ``config``, unchanged.
 
   Raises:
-    ConfigError: an unknown or missing key, or a value of the wrong type or
-      out of range; the message names the field.
+    ConfigError: an unknown or missing key, or a value of the wrong type
+      (`ConfigTypeError`) or out of range; the message names the field.
   """
   top = _keys(config, name)
   for key in top:
@@ -237,4 +300,19 @@ def validate_config(
   return config
 
 
-__all__ = ['OPTIONAL_FIELDS', 'REQUIRED', 'SCHEMA', 'validate_config']
+__all__ = [
+  'OPTIONAL_FIELDS',
+  'REQUIRED',
+  'SCHEMA',
+  'Check',
+  'boolean',
+  'check_field',
+  'choice',
+  'field_check',
+  'integer',
+  'nonnegative',
+  'positive',
+  'real',
+  'string',
+  'validate_config',
+]

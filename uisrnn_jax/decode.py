@@ -26,6 +26,13 @@ Layout on fixed shapes (``google/flax: examples/wmt/decode.py``):
   of similar length share one compiled program, and batches are vmapped.
 * Costs of dead hypotheses are +inf; no subtraction of costs happens, so no
   inf - inf. Costs accumulate in float32, as in the reference.
+* Speaker count (pyannote's ``num_speakers``/``min_speakers``/
+  ``max_speakers``, `speaker_count_config`): the maximum is the slot count
+  with ``speaker_overflow='disallow'``; the minimum prunes, inside the step,
+  the candidates that can no longer reach it in the returned copy.
+* `predict_labels` is the one host loop (validation, length batches,
+  overflow errors), on one device or, given a mesh, with every batch's
+  utterances split over its devices.
 
 Shape letters: B batch, T time, D observation_dim, H hidden size, L depth,
 K beam size, S speaker slots, A look_ahead.
@@ -37,6 +44,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import functools
 from collections.abc import Sequence
@@ -47,26 +56,43 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 from flax import struct
+from jax.sharding import PartitionSpec
 
-from uisrnn_jax import data, errors, model, resegment
+from uisrnn_jax import (
+  config_check,
+  data,
+  defaults,
+  errors,
+  model,
+  parallel,
+  resegment,
+)
 
 Params = dict[str, Any]
 
-_OVERFLOW_POLICIES = ('error', 'disallow')
-_MEAN_RULES = ('reference', 'cumulative')
-# Integer settings and their least allowed value.
-_INT_FIELDS = {
-  'beam_size': 1,
-  'look_ahead': 1,
-  'test_iteration': 1,
-  'max_speakers': 1,
-  'resegment_iterations': 0,
-}
+_DEFAULTS = defaults.get_config().decode
+# Fields of the ``decode`` config group that the host API reads and the
+# jitted decoder does not: the length bucket, and ``num_speakers``, which
+# `DecodeSettings.from_config` turns into ``min_speakers`` and
+# ``max_speakers``.
+HOST_FIELDS = ('bucket', 'num_speakers')
 
 
 @dataclasses.dataclass(frozen=True)
 class DecodeSettings:
   """Static decoding settings (hashable, so they can be a static jit arg).
+
+  The fields are the ``decode`` config group's (less `HOST_FIELDS`):
+  defaults from `uisrnn_jax.defaults`, checks from
+  `uisrnn_jax.config_check.SCHEMA`.
+
+  Speaker count (pyannote's ``min_speakers``, ``max_speakers``,
+  ``num_speakers``; see `speaker_count_config`): no hypothesis ever has more
+  than ``max_speakers`` speakers with ``speaker_overflow='disallow'`` (with
+  ``'error'``, needing more raises instead), and with ``min_speakers`` > 1
+  every candidate that can no longer reach ``min_speakers`` speakers in the
+  returned copy is pruned inside the search, so the chosen labels have at
+  least ``min(min_speakers, N)`` speakers for a sequence of N observations.
 
   Attributes:
     beam_size: K, hypotheses kept after every chunk.
@@ -81,32 +107,32 @@ class DecodeSettings:
       ``'cumulative'`` uses the training-time running mean.
     resegment_iterations: the most rounds of Viterbi resegmentation applied
       to the beam search's labels (`uisrnn_jax.resegment`; offline, so the
-      streaming decoder refuses it); 0 turns it off.
+      streaming decoder refuses it); 0 turns it off. A resegmentation that
+      leaves fewer than ``min_speakers`` speakers is not used.
+    min_speakers: the least number of speakers of the returned labels
+      (offline only; 1 = no constraint; a sequence shorter than this gets
+      one speaker per observation).
   """
 
-  beam_size: int = 10
-  look_ahead: int = 1
-  test_iteration: int = 2
-  max_speakers: int = 16
-  speaker_overflow: str = 'error'
-  mean_rule: str = 'reference'
-  resegment_iterations: int = 0
+  beam_size: int = _DEFAULTS.beam_size
+  look_ahead: int = _DEFAULTS.look_ahead
+  test_iteration: int = _DEFAULTS.test_iteration
+  max_speakers: int = _DEFAULTS.max_speakers
+  speaker_overflow: str = _DEFAULTS.speaker_overflow
+  mean_rule: str = _DEFAULTS.mean_rule
+  resegment_iterations: int = _DEFAULTS.resegment_iterations
+  min_speakers: int = _DEFAULTS.min_speakers
 
   def __post_init__(self):
-    for name, least in _INT_FIELDS.items():
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f'{name} must be an int, got {value!r}')
-      if value < least:
-        raise ValueError(f'{name} must be >= {least}, got {value}')
-    if self.speaker_overflow not in _OVERFLOW_POLICIES:
-      raise ValueError(
-        f'speaker_overflow must be one of {_OVERFLOW_POLICIES}, got '
-        f'{self.speaker_overflow!r}'
+    for field in dataclasses.fields(self):
+      value = config_check.check_field(
+        f'decode.{field.name}', getattr(self, field.name), where=field.name
       )
-    if self.mean_rule not in _MEAN_RULES:
-      raise ValueError(
-        f'mean_rule must be one of {_MEAN_RULES}, got {self.mean_rule!r}'
+      object.__setattr__(self, field.name, value)
+    if self.min_speakers > self.max_speakers:
+      raise errors.ConfigError(
+        f'min_speakers={self.min_speakers} exceeds max_speakers='
+        f'{self.max_speakers}: raise max_speakers (the speaker slots)'
       )
 
   @property
@@ -126,7 +152,9 @@ class DecodeSettings:
 
     Accepts a ConfigDict, any mapping, or an attribute namespace such as the
     seed's argparse ``inference_args``. Unknown keys (e.g. ``bucket``) are
-    ignored; missing keys take the defaults.
+    ignored; missing keys take the defaults. A ``num_speakers`` that is not
+    None fixes the count: ``min_speakers = max_speakers = num_speakers``
+    with ``speaker_overflow='disallow'``.
     """
     if isinstance(config, DecodeSettings):
       return config
@@ -135,6 +163,14 @@ class DecodeSettings:
       value = _config_get(config, field.name)
       if value is not None:
         kwargs[field.name] = value
+    num = _config_get(config, 'num_speakers')
+    if num is not None:
+      num = config_check.check_field(
+        'decode.num_speakers', num, where='num_speakers'
+      )
+      kwargs.update(
+        min_speakers=num, max_speakers=num, speaker_overflow='disallow'
+      )
     return cls(**kwargs)
 
 
@@ -164,6 +200,7 @@ class Beam:
   num_speakers: jax.Array  # int32[K]
   last: jax.Array  # int32[K]  previous speaker, -1 at start
   cost: jax.Array  # float32[K]  negative log-likelihood; +inf = dead row
+  recent: jax.Array  # bool[K, S]  speaker seen in the returned copy
   pool_hidden: jax.Array  # float32[P, L, H]  GRU states (shared, not per row)
   pool_mean: jax.Array  # float32[P, D]  stored means (shared, not per row)
 
@@ -176,6 +213,7 @@ class Beam:
       num_speakers=self.num_speakers[parent],
       last=self.last[parent],
       cost=self.cost[parent],
+      recent=self.recent[parent],
     )
 
 
@@ -194,6 +232,7 @@ class Nodes:
   num_speakers: jax.Array  # int32[N]
   last: jax.Array  # int32[N]
   cost: jax.Array  # float32[N]
+  recent: jax.Array  # bool[N, S]
 
 
 @struct.dataclass
@@ -263,6 +302,7 @@ def init_beam(
     num_speakers=jnp.zeros((k,), jnp.int32),
     last=jnp.full((k,), -1, jnp.int32),
     cost=jnp.full((k,), jnp.inf, jnp.float32).at[0].set(0.0),
+    recent=jnp.zeros((k, s), bool),
     pool_hidden=jnp.zeros((k * s, depth, hidden), jnp.float32),
     pool_mean=jnp.zeros((k * s, observation_dim), jnp.float32),
   )
@@ -418,12 +458,14 @@ def _children(
   gi: jax.Array,
   costs: jax.Array,
   valid: jax.Array,
+  final: jax.Array,
   mean_rule: str,
 ) -> Nodes:
   """Every one-slot extension of every node, flattened to N * S rows.
 
   Child (n, c) is node n with the observation assigned to slot c; at a
-  padded position (``valid`` False) every child equals its node.
+  padded position (``valid`` False) every child equals its node. ``final``:
+  the position is in the returned copy.
   """
   n, s = nodes.count.shape
   hidden, mean = advance_speakers(
@@ -453,6 +495,7 @@ def _children(
     ),
     last=jnp.where(valid, slot, nodes.last[:, None]),
     cost=costs,
+    recent=nodes.recent[:, None] | (hit & final),
   )
   return jax.tree.map(lambda a: a.reshape((n * s,) + a.shape[2:]), children)
 
@@ -464,9 +507,12 @@ def _apply(
   slot: jax.Array,
   gi: jax.Array,
   valid: jax.Array,
+  final: jax.Array,
   mean_rule: str,
 ) -> Beam:
   """Assigns one observation to slot[k] of every row k (if ``valid``).
+
+  ``final``: the position is in the returned copy.
 
   The K new states go to the lowest-numbered pool rows that no hypothesis
   references any more (P = K * S guarantees K of them).
@@ -503,6 +549,7 @@ def _apply(
       valid, jnp.maximum(beam.num_speakers, slot + 1), beam.num_speakers
     ),
     last=jnp.where(valid, slot, beam.last),
+    recent=beam.recent | (hit & final),
     pool_hidden=beam.pool_hidden.at[target].set(hidden, mode='drop'),
     pool_mean=beam.pool_mean.at[target].set(mean, mode='drop'),
   )
@@ -523,6 +570,8 @@ def beam_step(
   gis: jax.Array,
   mask: jax.Array,
   settings: DecodeSettings,
+  final: jax.Array | None = None,
+  need: jax.Array | None = None,
 ) -> tuple[Beam, jax.Array, jax.Array, jax.Array]:
   """Advances the beam by one chunk of ``look_ahead`` observations.
 
@@ -537,6 +586,13 @@ def beam_step(
   positions (``mask`` False; only at the end of a sequence) assign nothing,
   and an all-padding chunk leaves the beam exactly unchanged.
 
+  The minimum speaker count: a candidate with fewer than ``need`` speakers
+  seen in the returned copy after the chunk costs +inf (``need`` is the
+  minimum less the observations of the returned copy still to come, so
+  exactly the candidates that can no longer reach the minimum are pruned;
+  a feasible hypothesis always has a feasible extension, a speaker not yet
+  seen in the copy).
+
   Args:
     params: model parameters.
     consts: `Constants`.
@@ -545,6 +601,10 @@ def beam_step(
     gis: float32[A, 3H] their layer-0 input projections.
     mask: bool[A] real positions.
     settings: decoding settings.
+    final: bool[A] positions in the returned copy (None: every position,
+      as when streaming).
+    need: int32[] the least number of speakers seen in the returned copy a
+      candidate must have after the chunk; None for no minimum.
 
   Returns:
     (beam, parent, slots, overflowed): the new `Beam`; int32[K] parent row
@@ -554,9 +614,11 @@ def beam_step(
   k, s = beam.count.shape
   span = xs.shape[0]
   rule = settings.mean_rule
+  final = jnp.ones((span,), bool) if final is None else final
   costs = _masked_costs(
     assignment_costs(consts, beam, xs[0]), beam.cost, mask[0]
   )
+  recent = beam.recent
   if span > 1:
     nodes = Nodes(
       hidden=beam.pool_hidden[beam.table],
@@ -566,14 +628,29 @@ def beam_step(
       num_speakers=beam.num_speakers,
       last=beam.last,
       cost=beam.cost,
+      recent=beam.recent,
     )
     for j in range(1, span):  # every tuple prefix, flattened row-major
       nodes = _children(
-        params, consts, nodes, gis[j - 1], costs, mask[j - 1], rule
+        params,
+        consts,
+        nodes,
+        gis[j - 1],
+        costs,
+        mask[j - 1],
+        final[j - 1],
+        rule,
       )
       costs = _masked_costs(
         _node_costs(consts, nodes, xs[j]), nodes.cost, mask[j]
       )
+    recent = nodes.recent
+  if need is not None:
+    # Speakers seen in the returned copy by every candidate [N, S].
+    seen = jnp.sum(recent, axis=-1, keepdims=True) + (
+      mask[-1] & final[-1] & ~recent
+    )
+    costs = jnp.where(seen >= need, costs, jnp.inf)
 
   neg_cost, index = jax.lax.top_k(-costs.reshape(-1), k)
   parent = (index // (s**span)).astype(jnp.int32)
@@ -582,12 +659,20 @@ def beam_step(
   ).astype(jnp.int32)
   new = beam.reorder(parent)
   for j in range(span):
-    new = _apply(params, consts, new, slots[:, j], gis[j], mask[j], rule)
+    new = _apply(
+      params, consts, new, slots[:, j], gis[j], mask[j], final[j], rule
+    )
   new = new.replace(cost=-neg_cost)
   overflowed = jnp.any(
     jnp.isfinite(new.cost) & (new.num_speakers > settings.max_speakers)
   )
   return new, parent, slots, overflowed
+
+
+def count_speakers(labels: jax.Array, mask: jax.Array, num_slots: int):
+  """int32[] distinct labels at the real positions (labels in [0, S))."""
+  hit = (labels[:, None] == jnp.arange(num_slots)) & mask[:, None]
+  return jnp.sum(jnp.any(hit, axis=0)).astype(jnp.int32)
 
 
 def renumber(labels: jax.Array, mask: jax.Array, num_slots: int) -> jax.Array:
@@ -652,6 +737,10 @@ def _decode_batch(
   num_chunks = -(-reps * t // span)
   gi = input_projection(params, observations)  # [B, T, 3H], once per call
 
+  # With a minimum speaker count: at least min(min_speakers, N) speakers in
+  # the returned (last) copy, positions (M - 1) N .. M N - 1.
+  least = jnp.minimum(settings.min_speakers, lengths)  # [B]
+
   def chunk(c):
     """Chunk c of the tiled sequences x_1..x_N, x_1..x_N, ... (M copies)."""
     pos = c * span + jnp.arange(span)
@@ -659,7 +748,12 @@ def _decode_batch(
     valid = pos[None, :] < reps * lengths[:, None]
     x = jnp.take_along_axis(observations, src[..., None], axis=1)
     g = jnp.take_along_axis(gi, src[..., None], axis=1)
-    return x, g, valid
+    if settings.min_speakers <= 1:
+      return x, g, valid
+    final = valid & (pos[None, :] >= (reps - 1) * lengths[:, None])
+    # Observations of the returned copy after this chunk.
+    to_come = jnp.clip(reps * lengths - (c + 1) * span, 0, lengths)
+    return x, g, valid, final, least - to_come
 
   depth, hidden = params['init_hidden'].shape
   beam = init_beam(
@@ -669,10 +763,11 @@ def _decode_batch(
     depth=depth,
   )
   beams = jax.tree.map(lambda a: jnp.broadcast_to(a, (batch,) + a.shape), beam)
-  step_fn = jax.vmap(
-    functools.partial(beam_step, params, consts, settings=settings),
-    in_axes=(0, 0, 0, 0),
-  )
+
+  def step(beam, x, g, valid, *minimum):
+    return beam_step(params, consts, beam, x, g, valid, settings, *minimum)
+
+  step_fn = jax.vmap(step)
 
   # Only chunks that hold a real observation of some sequence are run; the
   # back-pointers of the others stay the identity. A sequence that ends
@@ -713,7 +808,14 @@ def _decode_batch(
       iterations=settings.resegment_iterations,
       num_slots=settings.num_slots,
     )
-    labels = jax.vmap(refine)(observations, mask, labels)
+    refined = jax.vmap(refine)(observations, mask, labels)
+    if settings.min_speakers > 1:
+      # Resegmentation can empty a speaker; below the minimum, keep the
+      # beam search's labels.
+      count = jax.vmap(count_speakers, in_axes=(0, 0, None))
+      kept = count(refined, mask, settings.num_slots) >= least
+      refined = jnp.where(kept[:, None], refined, labels)
+    labels = refined
   labels = jax.vmap(renumber, in_axes=(0, 0, None))(
     labels, mask, settings.num_slots
   )
@@ -915,6 +1017,27 @@ def length_batches(
   ]
 
 
+@functools.lru_cache(maxsize=16)
+def _sharded_decoder(mesh: jax.sharding.Mesh, settings: DecodeSettings):
+  """`decode_batch` run independently on every device's utterances."""
+  rep, rows = PartitionSpec(), PartitionSpec(parallel.AXIS)
+
+  def local(params, observations, mask, transition_bias, crp_alpha):
+    return decode_batch(
+      params, observations, mask, transition_bias, crp_alpha, settings=settings
+    )
+
+  return jax.jit(
+    jax.shard_map(
+      local,
+      mesh=mesh,
+      in_specs=(rep, rows, rows, rep, rep),
+      out_specs=(rows, rows),
+      check_vma=False,
+    )
+  )
+
+
 def predict_labels(
   params: Params,
   sequences: np.ndarray | Sequence[np.ndarray],
@@ -922,6 +1045,7 @@ def predict_labels(
   transition_bias: float,
   crp_alpha: float,
   config: Any,
+  mesh: jax.sharding.Mesh | None = None,
   batch_size: int = 64,
   progress: bool | None = None,
 ) -> list[np.ndarray]:
@@ -930,15 +1054,23 @@ def predict_labels(
   Sequences are cast to float32 once, sorted by length, grouped by length
   bucket (``config.bucket``) into batches of at most ``batch_size`` (the
   batch dimension padded to a power of two), and decoded by `decode_batch`.
+  With a ``mesh`` (`uisrnn_jax.parallel.make_mesh`), every batch's
+  utterances are split over its devices (the row count rounded up to a
+  multiple of the device count with all-padding utterances) and each device
+  decodes its rows under `jax.shard_map` with no communication, so the
+  labels equal single-device decoding.
 
   Args:
-    params: model parameters.
+    params: model parameters (replicated to the mesh when there is one).
     sequences: one float[N, D] array or a list of them.
     transition_bias: p0 in (0, 1), as estimated in training.
     crp_alpha: alpha > 0.
     config: the ``decode`` config group (ConfigDict or mapping with the
       `DecodeSettings` fields and optionally ``bucket``), or `DecodeSettings`.
-    batch_size: maximum utterances per compiled call.
+    mesh: split batches over these devices (axis ``parallel.AXIS``); None
+      decodes on the default device.
+    batch_size: maximum utterances per compiled call (over all devices;
+      rounded up to a multiple of the device count).
     progress: show a tqdm bar over batches; None shows it when there is more
       than one batch.
 
@@ -947,10 +1079,14 @@ def predict_labels(
     0, 1, ... in order of first appearance.
 
   Raises:
-    TypeError: if a sequence is not a real-valued NumPy array.
-    ValueError: for a sequence that is not 2-D, empty, of the wrong D, or
-      not finite; for p0 outside (0, 1) or alpha <= 0; and, with
-      ``speaker_overflow='error'``, when a hypothesis needed more than
+    errors.SequenceTypeError: (a TypeError) a sequence is not a real-valued
+      NumPy array.
+    errors.InvalidSequenceError: (a ValueError) a sequence that is not 2-D,
+      empty, of the wrong D, or not finite.
+    errors.ConfigError: (a ValueError) p0 outside (0, 1), alpha <= 0, or a
+      bad setting.
+    errors.SpeakerOverflowError: (a ValueError) with
+      ``speaker_overflow='error'``, a hypothesis needed more than
       ``max_speakers`` speakers.
 
   Example:
@@ -961,12 +1097,13 @@ def predict_labels(
   settings = DecodeSettings.from_config(config)
   bucket = 64
   if not isinstance(config, DecodeSettings):
-    bucket = int(_config_get(config, 'bucket') or bucket)
-  if bucket < 1:
-    raise ValueError(f'bucket must be positive, got {bucket}')
+    bucket = _config_get(config, 'bucket') or bucket
+  bucket = config_check.check_field('decode.bucket', bucket, where='bucket')
   check_priors(transition_bias, crp_alpha)
   if batch_size < 1:
     raise ValueError(f'batch_size must be positive, got {batch_size}')
+  devices = 1 if mesh is None else mesh.devices.size
+  batch_size = -(-batch_size // devices) * devices
   seqs = _validate(sequences, int(params['sigma2'].shape[-1]))
   if not seqs:
     return []
@@ -979,26 +1116,111 @@ def predict_labels(
 
   p0 = np.float32(transition_bias)
   alpha = np.float32(crp_alpha)
+  if mesh is None:
+    run = functools.partial(decode_batch, settings=settings)
+  else:
+    run = _sharded_decoder(mesh, settings)
+    params, p0, alpha = parallel.replicate((params, p0, alpha), mesh)
   results: list[np.ndarray | None] = [None] * len(seqs)
   for length, idx in batches:
     rows = min(batch_size, 1 << (len(idx) - 1).bit_length())
+    rows = -(-rows // devices) * devices
     obs, mask = pad_batch([seqs[i] for i in idx], length, rows)
-    labels, overflowed = jax.device_get(
-      decode_batch(params, obs, mask, p0, alpha, settings=settings)
-    )
+    if mesh is not None:
+      obs, mask = parallel.shard_batch((obs, mask), mesh)
+    labels, overflowed = parallel.to_host(run(params, obs, mask, p0, alpha))
     for row, i in enumerate(idx):
       if overflowed[row]:
         raise errors.SpeakerOverflowError(
-          f'sequence {i} needs more than max_speakers={settings.max_speakers} '
-          "speakers in a surviving hypothesis (speaker_overflow='error'); "
-          'raise config.decode.max_speakers or set '
-          "speaker_overflow='disallow'"
+          overflow_message(f'sequence {i}', settings.max_speakers)
         )
       results[i] = labels[row, : len(seqs[i])].astype(np.int32)
   return results
 
 
+def speaker_count_config(
+  decode_config: Any,
+  *,
+  num_speakers: int | None = None,
+  min_speakers: int | None = None,
+  max_speakers: int | None = None,
+) -> Any:
+  """A copy of a decode config with a speaker count (pyannote's options).
+
+  * ``max_speakers``: no hypothesis of the beam search ever has more
+    speakers (``decode.max_speakers`` speaker slots with
+    ``speaker_overflow='disallow'``).
+  * ``min_speakers``: the chosen labels have at least this many speakers
+    (``decode.min_speakers``); candidates that can no longer reach it are
+    pruned inside the search. Offline only: `uisrnn_jax.streaming` refuses
+    it. A sequence with fewer observations gets one speaker per observation.
+  * ``num_speakers``: both, ``min_speakers = max_speakers = num_speakers``.
+
+  Options left None keep the config's values.
+
+  Args:
+    decode_config: the ``decode`` config group (a ConfigDict or a mapping)
+      or `DecodeSettings`; not modified.
+    num_speakers: the exact number of speakers, or None.
+    min_speakers: the least number of speakers, or None.
+    max_speakers: the most speakers, or None.
+
+  Returns:
+    A config of the same kind with the fields set.
+
+  Raises:
+    errors.ConfigError: a count that is not a positive int, ``num_speakers``
+      with a different ``min_speakers`` or ``max_speakers``, or a minimum
+      above the maximum.
+
+  Example:
+    >>> config = speaker_count_config(config.decode, max_speakers=4)
+    >>> labels = predict_labels(params, seqs, transition_bias=0.1,
+    ...                         crp_alpha=1.0, config=config)
+  """
+  given = {
+    name: config_check.check_field(f'decode.{name}', value, where=name)
+    for name, value in (
+      ('num_speakers', num_speakers),
+      ('min_speakers', min_speakers),
+      ('max_speakers', max_speakers),
+    )
+    if value is not None
+  }
+  num = given.pop('num_speakers', None)
+  if num is not None:
+    for name, value in given.items():
+      if value != num:
+        raise errors.ConfigError(
+          f'num_speakers={num} fixes the count, but {name}={value}'
+        )
+    given = {'min_speakers': num, 'max_speakers': num}
+  if 'max_speakers' in given:
+    given['speaker_overflow'] = 'disallow'
+  if isinstance(decode_config, DecodeSettings):
+    return dataclasses.replace(decode_config, **given)
+  config = copy.deepcopy(decode_config)
+  unlocked = getattr(config, 'unlocked', contextlib.nullcontext)
+  with unlocked():  # a locked ConfigDict may lack the newer fields
+    if _config_get(config, 'num_speakers') is not None:
+      config['num_speakers'] = num  # None: the bounds below rule
+    for name, value in given.items():
+      config[name] = value
+  DecodeSettings.from_config(config)  # a minimum above the maximum raises
+  return config
+
+
+def overflow_message(what: str, max_speakers: int) -> str:
+  """The `errors.SpeakerOverflowError` message for ``what`` (a sequence)."""
+  return (
+    f'{what} needs more than max_speakers={max_speakers} speakers in a '
+    "surviving hypothesis (speaker_overflow='error'); raise "
+    "config.decode.max_speakers or set speaker_overflow='disallow'"
+  )
+
+
 __all__ = [
+  'HOST_FIELDS',
   'Beam',
   'Constants',
   'Nodes',
@@ -1007,6 +1229,7 @@ __all__ = [
   'assignment_costs',
   'backtrack',
   'beam_step',
+  'count_speakers',
   'decode',
   'decode_batch',
   'decode_with_status',
@@ -1014,7 +1237,9 @@ __all__ = [
   'input_projection',
   'length_batches',
   'make_constants',
+  'overflow_message',
   'pad_batch',
   'predict_labels',
   'renumber',
+  'speaker_count_config',
 ]

@@ -86,6 +86,13 @@ def get_config() -> ml_collections.ConfigDict:
   # Rounds of Viterbi resegmentation after the beam search (offline; 0 = off;
   # see uisrnn_jax/resegment.py).
   config.decode.resegment_iterations = 0
+  # Speaker count (pyannote's names; see decode.speaker_count_config):
+  # min_speakers, the least number of speakers of the labels (1: any;
+  # offline only); num_speakers, when set, fixes the count (min_speakers =
+  # max_speakers = num_speakers, speaker_overflow = 'disallow'). A maximum
+  # alone is max_speakers with speaker_overflow = 'disallow'.
+  config.decode.min_speakers = 1
+  config.decode.num_speakers = config_dict.placeholder(int)
   config.decode.bucket = 64
 
   # Data files (npz in the LibriSim format); empty -> generated toy data.

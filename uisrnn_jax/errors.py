@@ -22,9 +22,12 @@ exception                   raised when
                             labels, as in uisrnn)
 `SpeakerOverflowError`      decoding with ``speaker_overflow='error'``
                             needed more than ``max_speakers`` speakers
-`ConfigError`               a config has an unknown or missing key, a value
-                            of the wrong type, or out of range (negative
-                            sizes, unknown names such as ``train.loss``)
+`ConfigError`               a config has an unknown or missing key, or a
+                            value out of range (negative sizes, unknown
+                            names such as ``train.loss``)
+`ConfigTypeError`           a config value (or a field of the seed's
+                            argument namespaces) has the wrong type (also a
+                            ``TypeError``)
 `CheckpointError`           a checkpoint is missing, truncated, corrupted
                             (checksum mismatch), or does not fit the model
 `DataFormatError`           an input file is not the documented ``.npz``
@@ -69,6 +72,10 @@ class ConfigError(UISRNNJaxError):
   """A config key is unknown or missing, or its value is invalid."""
 
 
+class ConfigTypeError(ConfigError, TypeError):
+  """A config value has the wrong type (a string for a number, ...)."""
+
+
 class CheckpointError(UISRNNJaxError):
   """A checkpoint is missing, truncated, corrupted or does not fit."""
 
@@ -84,6 +91,7 @@ class InputFileNotFoundError(DataFormatError, FileNotFoundError):
 __all__ = [
   'CheckpointError',
   'ConfigError',
+  'ConfigTypeError',
   'DataFormatError',
   'InputFileNotFoundError',
   'InvalidLabelsError',

@@ -1,9 +1,10 @@
 """Estimators of UIS-RNN's speaker-turn hyperparameters from training labels.
 
 Host-side NumPy only. Every estimator takes ``cluster_ids``: a list of label
-sequences, one per utterance, each a list or 1-D array of strings (the
-reference's ``train_cluster_ids``). Labels only matter up to equality within
-one sequence; no transition is counted across a sequence boundary.
+sequences, one per utterance, each a list or 1-D array of hashable labels
+(strings as in the reference's ``train_cluster_ids``, ints, ...). Labels only
+matter up to equality (Python's ``==``, as in the reference) within one
+sequence; no transition is counted across a sequence boundary.
 
 Terminology used throughout (for one sequence):
 
@@ -29,48 +30,60 @@ Functions:
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-LabelSequences = Sequence[Sequence[str] | np.ndarray]
+LabelSequences = Sequence[Sequence[Hashable] | np.ndarray]
 
 
 def _describe(value: object) -> str:
   return type(value).__name__
 
 
-def _as_label_sequence(seq: object, index: int, name: str) -> np.ndarray:
-  """Validates one label sequence and returns it as a 1-D str array."""
-  where = f'{name}[{index}]'
+def _label_items(
+  seq: object, where: str, name: str
+) -> np.ndarray | Sequence[object]:
+  """Checks one label sequence's structure; returns a typed array or items.
+
+  Returns:
+    A 1-D array of a non-object dtype as it is, otherwise the labels as a
+    list or tuple.
+
+  Raises:
+    TypeError: a single string or bytes label (a flat sequence passed where
+      a list of sequences belongs), an array that is not 1-D, or neither a
+      list, tuple nor array.
+  """
   if isinstance(seq, (str, bytes)):
     raise TypeError(
       f'{where} is a single label {seq!r}; {name} must be a list of label '
-      'sequences (each a list or 1-D array of strings). To pass one sequence, '
+      'sequences (each a list or 1-D array of labels). To pass one sequence, '
       f'wrap it: [{name}].'
     )
   if isinstance(seq, np.ndarray):
     if seq.ndim != 1:
       raise TypeError(
-        f'{where} must be a 1-D array of string labels, got shape {seq.shape}'
+        f'{where} must be a 1-D array of labels, got shape {seq.shape}'
       )
-    if seq.size == 0:
-      return np.zeros(0, dtype=str)
-    if seq.dtype.kind == 'U':
-      return seq
-    if seq.dtype.kind == 'O':
-      items = seq.tolist()
-    else:
+    return seq.tolist() if seq.dtype.kind == 'O' else seq
+  if isinstance(seq, (list, tuple)):
+    return seq
+  raise TypeError(
+    f'{where} must be a list or 1-D numpy array of labels, got {_describe(seq)}'
+  )
+
+
+def _as_label_strings(seq: object, index: int, name: str) -> np.ndarray:
+  """Validates one sequence of string labels; returns a 1-D str array."""
+  where = f'{name}[{index}]'
+  items = _label_items(seq, where, name)
+  if isinstance(items, np.ndarray):
+    if items.size and items.dtype.kind != 'U':
       raise TypeError(
-        f'{where} must hold string labels, got an array of dtype {seq.dtype}'
+        f'{where} must hold string labels, got an array of dtype {items.dtype}'
       )
-  elif isinstance(seq, (list, tuple)):
-    items = seq
-  else:
-    raise TypeError(
-      f'{where} must be a list or 1-D numpy array of string labels, got '
-      f'{_describe(seq)}'
-    )
+    return items.astype(str)
   for item in items:
     if not isinstance(item, str):
       raise TypeError(
@@ -80,14 +93,40 @@ def _as_label_sequence(seq: object, index: int, name: str) -> np.ndarray:
   return np.asarray(items, dtype=str) if items else np.zeros(0, dtype=str)
 
 
+def _label_codes(seq: object, index: int, name: str) -> np.ndarray:
+  """Validates one label sequence and returns int64[N] codes of its labels.
+
+  Equal labels (by ``==`` and hash, so ``1`` and ``1.0`` are one label) get
+  equal codes and different labels different codes; the code values
+  themselves mean nothing.
+  """
+  where = f'{name}[{index}]'
+  items = _label_items(seq, where, name)
+  if isinstance(items, np.ndarray):
+    return np.unique(items, return_inverse=True)[1].reshape(-1).astype(np.int64)
+  codes: dict[Hashable, int] = {}
+  try:
+    return np.fromiter(
+      (codes.setdefault(x, len(codes)) for x in items),
+      dtype=np.int64,
+      count=len(items),
+    )
+  except TypeError:
+    bad = next(x for x in items if not isinstance(x, Hashable))
+    raise TypeError(
+      f'{where} holds {bad!r} of type {_describe(bad)}; labels must be '
+      'hashable (strings, ints, ...)'
+    ) from None
+
+
 def _as_label_sequences(
   cluster_ids: LabelSequences, name: str = 'cluster_ids'
 ) -> list[np.ndarray]:
-  """Validates ``cluster_ids`` and returns one 1-D str array per sequence.
+  """Validates ``cluster_ids`` and returns int64 label codes per sequence.
 
   Raises:
     TypeError: if ``cluster_ids`` is not a list/tuple/array of label sequences,
-      or a label is not a string.
+      or a label is not hashable.
   """
   if isinstance(cluster_ids, np.ndarray):
     if cluster_ids.ndim == 1 and cluster_ids.dtype.kind in 'US':
@@ -106,9 +145,9 @@ def _as_label_sequences(
   else:
     raise TypeError(
       f'{name} must be a list of label sequences (each a list or 1-D array '
-      f'of strings), got {_describe(cluster_ids)}'
+      f'of labels), got {_describe(cluster_ids)}'
     )
-  return [_as_label_sequence(s, i, name) for i, s in enumerate(sequences)]
+  return [_label_codes(s, i, name) for i, s in enumerate(sequences)]
 
 
 def _check_real(value: object, name: str) -> float:
@@ -124,7 +163,7 @@ def _turn_occurrences(labels: np.ndarray) -> np.ndarray:
   """Per turn, how many earlier turns of the same speaker the sequence has.
 
   Args:
-    labels: str[N] one label sequence.
+    labels: int64[N] label codes of one sequence (`_label_codes`).
 
   Returns:
     int64[num_turns]; zero marks the first turn of a speaker (the first turn
@@ -172,9 +211,12 @@ def estimate_transition_bias(
   (0.5, 4.0)
   >>> estimate_transition_bias([['a', 'a', 'a', 'b', 'b']], smooth=0.5)
   (0.3, 5.0)
+  >>> estimate_transition_bias([np.array([7, 7, 3]), [0, 1]])  # any labels
+  (0.6, 5.0)
 
   Args:
-    cluster_ids: list of label sequences, each a list or 1-D array of str.
+    cluster_ids: list of label sequences, each a list or 1-D array of
+      hashable labels.
     smooth: non-negative pseudo-count; 0 gives the unsmoothed estimate, which
       requires at least one transition.
 
@@ -184,8 +226,8 @@ def estimate_transition_bias(
     with ``combine_transition_bias``.
 
   Raises:
-    TypeError: if ``cluster_ids`` is not a list of string label sequences, or
-      ``smooth`` is not a real number.
+    TypeError: if ``cluster_ids`` is not a list of label sequences, a label
+      is not hashable, or ``smooth`` is not a real number.
     ValueError: if ``smooth`` is negative or not finite, or is 0 while there is
       no transition (0/0).
   """
@@ -326,7 +368,8 @@ def crp_log_likelihood(
   -0.6931471805599453
 
   Args:
-    cluster_ids: list of label sequences, each a list or 1-D array of str.
+    cluster_ids: list of label sequences, each a list or 1-D array of
+      hashable labels.
     alpha: positive float, or float64[G] array of them.
     include_constant: add the alpha-independent term (see above).
 
@@ -385,7 +428,8 @@ def estimate_crp_alpha_range_search(
   0.5
 
   Args:
-    cluster_ids: list of label sequences, each a list or 1-D array of str.
+    cluster_ids: list of label sequences, each a list or 1-D array of
+      hashable labels.
     search_range: exclusive upper end of the grid.
     search_step: grid spacing and first grid point.
 
@@ -417,7 +461,7 @@ def _split_concatenated_ids(train_cluster_id: object) -> list[np.ndarray]:
       'train_cluster_id must be a list or 1-D array of "<seq>_<speaker>" '
       f'strings, got {_describe(train_cluster_id)}'
     )
-  labels = _as_label_sequence(train_cluster_id, 0, 'train_cluster_id')
+  labels = _as_label_strings(train_cluster_id, 0, 'train_cluster_id')
   if labels.size == 0:
     return []
   parts = np.char.partition(labels, '_')
@@ -483,7 +527,8 @@ def estimate_crp_alpha_closed_form(cluster_ids: LabelSequences) -> float:
   0.6
 
   Args:
-    cluster_ids: list of label sequences, each a list or 1-D array of str.
+    cluster_ids: list of label sequences, each a list or 1-D array of
+      hashable labels.
 
   Returns:
     alpha in (0, 1), a Python float.

@@ -105,6 +105,28 @@ def frame_accuracy(
   return _match_accuracy(codes1, codes2)
 
 
+def get_list_inverse_index(unique_ids: list) -> dict[Any, int]:
+  """Maps each value of a list to its position (the seed's helper).
+
+  >>> get_list_inverse_index(['a', 3, 'abc'])
+  {'a': 0, 3: 1, 'abc': 2}
+
+  Args:
+    unique_ids: a list of distinct hashable values (strings, ints, ...).
+
+  Returns:
+    ``{value: index}``; for a value listed twice, its last index.
+
+  Raises:
+    TypeError: ``unique_ids`` is not a list, or holds an unhashable value.
+  """
+  if not isinstance(unique_ids, list):
+    raise TypeError(
+      f'unique_ids must be a list, got {type(unique_ids).__name__}'
+    )
+  return {value: i for i, value in enumerate(unique_ids)}
+
+
 def compute_sequence_match_accuracy(sequence1: list, sequence2: list) -> float:
   """Accuracy of two label lists under the best one-to-one label matching.
 

@@ -401,20 +401,17 @@ def decode_dataset(
   """Labels every conversation of ``dataset`` with a trained state.
 
   With several visible devices, every batch of utterances is split over
-  them (`parallel.predict_labels_sharded`; same labels as one device).
+  them (`decode.predict_labels` with a mesh; same labels as one device).
   """
-  kw = dict(
+  return decode.predict_labels(
+    state.params,
+    dataset.sequences,
     transition_bias=float(state.transition_bias),
     crp_alpha=float(state.crp_alpha),
     config=decode_config,
+    mesh=parallel.mesh_from_config(0),
     progress=progress,
   )
-  mesh = parallel.mesh_from_config(0)
-  if mesh is not None:
-    return parallel.predict_labels_sharded(
-      state.params, dataset.sequences, mesh=mesh, **kw
-    )
-  return decode.predict_labels(state.params, dataset.sequences, **kw)
 
 
 def accuracy_report(

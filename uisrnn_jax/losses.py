@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from uisrnn_jax import model
+from uisrnn_jax import config_check, model
 
 Batch = dict[str, jax.Array]
 Params = model.Params
@@ -194,10 +194,7 @@ def loss_kwargs(train_config: Any, model_config: Any) -> dict[str, Any]:
   Returns:
     A dict of plain Python scalars (hashable, safe to close over in jit).
   """
-  if train_config.loss not in ('nll', 'sample_mean'):
-    raise ValueError(
-      f"train.loss must be 'nll' or 'sample_mean', got {train_config.loss!r}"
-    )
+  config_check.check_field('train.loss', train_config.loss)
   return {
     'sigma_alpha': float(train_config.sigma_alpha),
     'sigma_beta': float(train_config.sigma_beta),

@@ -8,10 +8,10 @@ inserts the gradient all-reduce, and every reduction in the loss
 (``jnp.sum(mask)``, the NLL's sum over real steps) is over the *global*
 batch, so a step on N devices computes the same loss and update as on one.
 
-Decoding shards the utterance axis: `predict_labels_sharded` runs
-`decode.decode_batch` under `jax.shard_map`, so each device beam-searches its
-own utterances with no communication at all, and the labels equal
-single-device decoding.
+Decoding shards the utterance axis: ``decode.predict_labels(..., mesh=mesh)``
+runs `decode.decode_batch` under `jax.shard_map`, so each device
+beam-searches its own utterances with no communication at all, and the
+labels equal single-device decoding.
 
 Multi-host (several processes, each with its own devices): call
 ``jax.distributed.initialize()`` in every process before anything else
@@ -30,16 +30,14 @@ concatenation in process order.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
-import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from uisrnn_jax import data, decode
+from uisrnn_jax import config_check, errors
 
 AXIS = 'data'
 
@@ -49,7 +47,6 @@ __all__ = [
   'make_mesh',
   'mesh_from_config',
   'pad_batch_rows',
-  'predict_labels_sharded',
   'replicate',
   'replicated_sharding',
   'shard_batch',
@@ -87,15 +84,15 @@ def mesh_from_config(num_devices: int = 0) -> Mesh | None:
     A mesh when more than one device is used, else None.
 
   Raises:
-    ValueError: negative, or more devices than are visible.
+    errors.ConfigError: not an int (`errors.ConfigTypeError`, also a
+      TypeError), negative, or more devices than are visible.
   """
   available = jax.devices()
-  if isinstance(num_devices, bool) or not isinstance(
-    num_devices, (int, np.integer)
-  ):
-    raise TypeError(f'train.num_devices must be an int, got {num_devices!r}')
-  if num_devices < 0 or num_devices > len(available):
-    raise ValueError(
+  num_devices = config_check.check_field(
+    'train.num_devices', num_devices, where='train.num_devices'
+  )
+  if num_devices > len(available):
+    raise errors.ConfigError(
       f'train.num_devices={num_devices}, but {len(available)} device(s) are '
       'visible (0 means all)'
     )
@@ -243,131 +240,3 @@ def to_host(tree: Any) -> Any:
     return jax.device_get(x)
 
   return jax.tree.map(get, tree)
-
-
-@functools.lru_cache(maxsize=16)
-def _sharded_decoder(mesh: Mesh, settings: decode.DecodeSettings):
-  """``decode_batch`` run independently on every device's utterances."""
-  rep, rows = PartitionSpec(), PartitionSpec(AXIS)
-
-  def local(params, observations, mask, transition_bias, crp_alpha):
-    return decode.decode_batch(
-      params,
-      observations,
-      mask,
-      transition_bias,
-      crp_alpha,
-      settings=settings,
-    )
-
-  return jax.jit(
-    jax.shard_map(
-      local,
-      mesh=mesh,
-      in_specs=(rep, rows, rows, rep, rep),
-      out_specs=(rows, rows),
-      check_vma=False,
-    )
-  )
-
-
-def _config_get(config: Any, name: str) -> Any:
-  if hasattr(config, 'get'):
-    return config.get(name, None)
-  return getattr(config, name, None)
-
-
-def predict_labels_sharded(
-  params: dict[str, Any],
-  sequences: np.ndarray | Sequence[np.ndarray],
-  *,
-  transition_bias: float,
-  crp_alpha: float,
-  config: Any,
-  mesh: Mesh | None = None,
-  batch_size: int = 64,
-  progress: bool | None = None,
-) -> list[np.ndarray]:
-  """`decode.predict_labels` with every batch's utterances split over devices.
-
-  Batching is that of `decode.predict_labels` (sorted by length, grouped by
-  ``config.bucket``), except that a batch's row count is rounded up to a
-  multiple of the device count with all-padding utterances. Each device
-  decodes its rows with `decode.decode_batch` under `jax.shard_map` (no
-  cross-device communication), so the labels equal single-device decoding.
-
-  Args:
-    params: model parameters (replicated to the mesh here).
-    sequences: one float[N, D] array or a list of them.
-    transition_bias: p0 in (0, 1).
-    crp_alpha: alpha > 0.
-    config: the ``decode`` config group, a mapping, or `DecodeSettings`.
-    mesh: from `make_mesh`; None builds one over every visible device.
-    batch_size: utterances per compiled call over all devices (rounded up
-      to a multiple of the device count).
-    progress: tqdm bar over batches; None shows it when there are several.
-
-  Returns:
-    One int32[N_i] array per sequence, in input order, labels 0, 1, ... by
-    first appearance.
-
-  Raises:
-    TypeError, ValueError: as `decode.predict_labels` (bad sequences or
-      priors; a speaker overflow with ``speaker_overflow='error'``).
-  """
-  mesh = make_mesh() if mesh is None else mesh
-  devices = mesh.devices.size
-  settings = decode.DecodeSettings.from_config(config)
-  bucket = 64
-  if not isinstance(config, decode.DecodeSettings):
-    bucket = int(_config_get(config, 'bucket') or bucket)
-  if bucket < 1:
-    raise ValueError(f'bucket must be positive, got {bucket}')
-  decode.check_priors(transition_bias, crp_alpha)
-  if batch_size < 1:
-    raise ValueError(f'batch_size must be positive, got {batch_size}')
-  batch_size = -(-batch_size // devices) * devices
-  if isinstance(sequences, (np.ndarray, jax.Array)):
-    sequences = [sequences]
-  elif not isinstance(sequences, (list, tuple)):
-    raise TypeError(
-      'sequences must be a 2-D array or a list of 2-D arrays, got '
-      f'{type(sequences).__name__}'
-    )
-  dim = int(params['sigma2'].shape[-1])
-  seqs = [
-    data.check_sequence(
-      np.asarray(s), observation_dim=dim, name=f'sequences[{i}]'
-    ).astype(np.float32)
-    for i, s in enumerate(sequences)
-  ]
-  if not seqs:
-    return []
-
-  batches = decode.length_batches([len(x) for x in seqs], bucket, batch_size)
-  if progress is None:
-    progress = len(batches) > 1
-  if progress:
-    batches = tqdm.tqdm(batches, desc='decoding', unit='batch')
-
-  run = _sharded_decoder(mesh, settings)
-  params = replicate(params, mesh)
-  p0 = replicate(np.float32(transition_bias), mesh)
-  alpha = replicate(np.float32(crp_alpha), mesh)
-  results: list[np.ndarray | None] = [None] * len(seqs)
-  for length, idx in batches:
-    rows = min(batch_size, 1 << (len(idx) - 1).bit_length())
-    rows = -(-rows // devices) * devices
-    obs, mask = decode.pad_batch([seqs[i] for i in idx], length, rows)
-    obs, mask = shard_batch((obs, mask), mesh)
-    labels, overflowed = to_host(run(params, obs, mask, p0, alpha))
-    for row, i in enumerate(idx):
-      if overflowed[row]:
-        raise ValueError(
-          f'sequence {i} needs more than max_speakers={settings.max_speakers} '
-          "speakers in a surviving hypothesis (speaker_overflow='error'); "
-          'raise config.decode.max_speakers or set '
-          "speaker_overflow='disallow'"
-        )
-      results[i] = labels[row, : len(seqs[i])].astype(np.int32)
-  return results

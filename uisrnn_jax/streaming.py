@@ -34,6 +34,7 @@ import numpy as np
 from flax import struct
 
 from uisrnn_jax import decode as decode_lib
+from uisrnn_jax import errors
 
 Params = dict[str, Any]
 
@@ -84,8 +85,9 @@ def init(
     transition_bias: p0 in (0, 1).
     crp_alpha: alpha > 0.
     config: the ``decode`` config group or a `DecodeSettings`;
-      ``test_iteration`` must be 1 (a stream cannot be tiled) and
-      ``resegment_iterations`` 0.
+      ``test_iteration`` must be 1 (a stream cannot be tiled),
+      ``resegment_iterations`` 0 and ``min_speakers`` 1 (a maximum, i.e.
+      ``max_speakers`` with ``speaker_overflow='disallow'``, is supported).
     capacity: initial back-pointer capacity R, in groups of ``look_ahead``
       observations; `push` grows it as needed.
 
@@ -94,7 +96,8 @@ def init(
 
   Raises:
     ValueError: for ``test_iteration`` != 1, ``resegment_iterations`` != 0,
-      p0 outside (0, 1), alpha <= 0, or capacity < 1.
+      ``min_speakers`` > 1 (an `errors.ConfigError`), p0 outside (0, 1),
+      alpha <= 0, or capacity < 1.
   """
   settings = decode_lib.DecodeSettings.from_config(config)
   if settings.test_iteration != 1:
@@ -106,6 +109,12 @@ def init(
     raise ValueError(
       'resegmentation needs the whole sequence and a stream never has it; '
       f'set resegment_iterations=0, got {settings.resegment_iterations}'
+    )
+  if settings.min_speakers > 1:
+    raise errors.ConfigError(
+      'a stream cannot enforce min_speakers (how many observations are still '
+      f'to come is unknown); set min_speakers=1, got {settings.min_speakers} '
+      "(max_speakers with speaker_overflow='disallow' is supported)"
     )
   decode_lib.check_priors(transition_bias, crp_alpha)
   if capacity < 1:
@@ -295,10 +304,11 @@ def push(
 
   Raises:
     TypeError: if the chunk is not a real-valued array.
-    ValueError: for a wrong shape or non-finite values, and, with
-      ``speaker_overflow='error'``, when a surviving hypothesis needed more
-      than ``max_speakers`` speakers (the returned state is then unusable;
-      the previous one is unchanged).
+    ValueError: for a wrong shape or non-finite values.
+    errors.SpeakerOverflowError: (a ValueError) with
+      ``speaker_overflow='error'``, a surviving hypothesis needed more than
+      ``max_speakers`` speakers (the returned state is then unusable; the
+      previous one is unchanged).
   """
   dim = state.pending.shape[-1]
   chunk = np.asarray(chunk)
@@ -325,10 +335,8 @@ def push(
   mask = np.arange(length) < len(chunk)
   state, labels = update_jit(params, state, padded, mask)
   if bool(state.overflowed):
-    raise ValueError(
-      f'the stream needs more than max_speakers={state.settings.max_speakers} '
-      "speakers in a surviving hypothesis (speaker_overflow='error'); raise "
-      "max_speakers or set speaker_overflow='disallow'"
+    raise errors.SpeakerOverflowError(
+      decode_lib.overflow_message('the stream', state.settings.max_speakers)
     )
   return state, np.asarray(labels, np.int32)[:total]  # slice on the host
 

@@ -16,8 +16,8 @@ import optax
 from absl import logging
 from flax import struct
 
+from uisrnn_jax import config_check, estimators, evals, losses, model, parallel
 from uisrnn_jax import data as data_lib
-from uisrnn_jax import estimators, evals, losses, model, parallel
 
 Params = model.Params
 Metrics = dict[str, jax.Array]
@@ -45,6 +45,10 @@ class TrainState(struct.PyTreeNode):
   transition_bias_denominator: jax.Array
   crp_alpha: jax.Array
   tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+
+# The config groups training reads; `config_check` checks every field.
+_GROUPS = ('model', 'train')
 
 
 @functools.lru_cache(maxsize=32)
@@ -114,12 +118,12 @@ def create_train_state(key: jax.Array, config: Any) -> TrainState:
 
   Returns:
     The initial TrainState (p0 as given, or NaN until estimated).
+
+  Raises:
+    errors.ConfigError: an invalid config (`config_check.validate_config`).
   """
+  config_check.validate_config(config, required=_GROUPS)
   m, t = config.model, config.train
-  if t.optimizer != 'adam':
-    raise ValueError(
-      f"only the 'adam' optimizer is supported, got {t.optimizer!r}"
-    )
   tx = make_optimizer(
     learning_rate=float(t.learning_rate),
     grad_max_norm=float(t.grad_max_norm),
@@ -272,17 +276,13 @@ def update_crp_alpha(
   state: TrainState, label_sequences: Sequence[Sequence[str]], estimator: str
 ) -> TrainState:
   """Re-estimates crp_alpha from labels when the config asks for it."""
+  config_check.check_field('model.crp_alpha_estimator', estimator)
   if estimator == 'given':
     return state
   if estimator == 'range_search':
     alpha = estimators.estimate_crp_alpha_range_search(label_sequences)
-  elif estimator == 'closed_form':
-    alpha = estimators.estimate_crp_alpha_closed_form(label_sequences)
   else:
-    raise ValueError(
-      "model.crp_alpha_estimator must be 'given', 'range_search' or "
-      f"'closed_form', got {estimator!r}"
-    )
+    alpha = estimators.estimate_crp_alpha_closed_form(label_sequences)
   return state.replace(crp_alpha=jnp.asarray(alpha, jnp.float32))
 
 
@@ -345,9 +345,11 @@ def fit(
     The trained state (replicated over ``mesh`` when there is one).
 
   Raises:
-    TypeError, ValueError: malformed data or config, before training.
+    TypeError, ValueError: malformed data, before training.
+    errors.ConfigError: an invalid config (`config_check.validate_config`).
     RuntimeError: the loss became NaN or infinite.
   """
+  config_check.validate_config(config, required=_GROUPS)
   m, t = config.model, config.train
   seed = config.seed if seed is None else seed
   num_steps = t.train_iteration if num_steps is None else num_steps
