@@ -318,7 +318,8 @@ def fit(
   order and permuted copies come from ``np.random.default_rng((seed, 0))``,
   the batch of global step s from ``np.random.default_rng((seed, 1, s))`` and
   dropout from ``fold_in(key(seed), s)``, so a run resumed from a checkpoint
-  trains exactly like an uninterrupted one.
+  trains exactly like an uninterrupted one. Batch shapes are chosen before
+  the first step (`planned_shapes`), so the step compiles for few shapes.
 
   Args:
     state: from `create_train_state`, a checkpoint, or an earlier `fit`.
