@@ -250,15 +250,25 @@ class JaxRunner:
     self.key = jax.random.key(seed)
     self.next_step = 0
     self.compile_s: dict[tuple[int, int], float] = {}
+    self.shapes = None
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
     """The batch of global step ``step``, drawn as `train.fit` draws it."""
     rng = np.random.default_rng((self.config.seed, 1, step))
     t = self.config.train
-    return self.samples.sample_batch(t.batch_size, rng, bucket=t.bucket)
+    return self.samples.sample_batch(
+      t.batch_size, rng, bucket=t.bucket, shapes=self.shapes
+    )
 
   def compile_for(self, steps: range) -> None:
-    """Compiles the step ahead of time for every batch shape in ``steps``."""
+    """Compiles the step ahead of time for every batch shape in ``steps``.
+
+    The shapes are planned as `train.fit` plans them for a run of
+    ``config.train.train_iteration`` steps.
+    """
+    self.shapes = train.planned_shapes(
+      self.samples, self.config, seed=self.config.seed, end=steps.stop
+    )
     for step in steps:
       batch = self.batch(step)
       shape = batch['mask'].shape  # (rows, padded length)

@@ -19,6 +19,8 @@ _RUN_TMPDIR = tempfile.mkdtemp(prefix='uisrnn_jax_tests_')
 os.environ['TMPDIR'] = _RUN_TMPDIR
 os.environ['TEST_TMPDIR'] = _RUN_TMPDIR
 tempfile.tempdir = _RUN_TMPDIR
+# Compiled programs go to this run's cache, never the user's (compilation.py).
+os.environ['UISRNN_JAX_CACHE_DIR'] = os.path.join(_RUN_TMPDIR, 'jax_cache')
 
 
 def pytest_configure(config):

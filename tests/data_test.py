@@ -218,6 +218,65 @@ class PackingTest(parameterized.TestCase):
     self.assertEqual(steps, 32)
     self.assertLen(rows, 2)
 
+  def test_plan_shapes_trades_compiles_for_padding(self):
+    # Bucket 16. Batch A = [10, 10]: 2 rows of 16 (cost 16 * 2.6 = 41.6)
+    # or 1 row of 48; batch B = [40]: 1 row of 48 (cost 48 * 1.6 = 76.8).
+    # One shape must hold both: (1, 48). A second shape (2, 16) saves
+    # 76.8 - 41.6 = 35.2 per A batch, 352 at weight 10.
+    batches = [[10, 10], [40]]
+
+    def plan(cost):
+      return data.plan_shapes(batches, 16, compile_cost=cost, weight=10)
+
+    self.assertEqual(plan(1e9), [(1, 48)])
+    self.assertEqual(plan(400.0), [(1, 48)])
+    self.assertEqual(plan(300.0), [(1, 48), (2, 16)])
+    self.assertEqual(plan(0.0), [(1, 48), (2, 16)])
+    self.assertEqual(data.plan_shapes([], 16, compile_cost=0.0), [])
+
+  def test_fit_shape_takes_the_cheapest_that_holds(self):
+    shapes = [(1, 48), (2, 16), (4, 16)]
+    self.assertEqual(data.fit_shape([10, 10], shapes)[0], (2, 16))
+    self.assertEqual(data.fit_shape([10, 10, 10], shapes)[0], (4, 16))
+    self.assertEqual(data.fit_shape([40], shapes)[0], (1, 48))
+    self.assertIsNone(data.fit_shape([40, 40], shapes))
+    self.assertIsNone(data.fit_shape([49], shapes))
+
+  @parameterized.parameters(1, 2, 3)
+  def test_planned_shapes_hold_every_batch(self, seed):
+    rng = np.random.default_rng(seed)
+    samples = data.SampleSet.from_samples(
+      [np.zeros((n, 1), np.float32) for n in rng.integers(1, 90, size=30)]
+    )
+    draws = [samples.sample_indices(6, rng) for _ in range(50)]
+    batches = [samples.lengths[i] for i in draws]
+    for cost, most in ((1e12, 1), (500.0, 50), (0.0, 50)):
+      shapes = data.plan_shapes(batches, 8, compile_cost=cost)
+      self.assertBetween(len(shapes), 1, most)
+      for indices in draws:
+        batch = samples.batch(indices, bucket=8, shapes=shapes)
+        self.assertIn(batch['mask'].shape, shapes)
+        self.assertEqual(batch['mask'].sum(), samples.lengths[indices].sum())
+    # Cheaper compiles never give fewer shapes, nor more padded work.
+    few = data.plan_shapes(batches, 8, compile_cost=5000.0)
+    many = data.plan_shapes(batches, 8, compile_cost=50.0)
+    self.assertLessEqual(len(few), len(many))
+
+    def work(shapes):
+      return sum(data.shape_cost(data.fit_shape(b, shapes)[0]) for b in batches)
+
+    self.assertLessEqual(work(many), work(few))
+
+  def test_batch_without_a_fitting_shape_takes_its_own(self):
+    samples = data.SampleSet.from_samples(
+      [np.ones((n, 1), np.float32) for n in (5, 30)]
+    )
+    own = samples.batch(np.array([0, 1]), bucket=4)
+    batch = samples.batch(np.array([0, 1]), bucket=4, shapes=[(1, 8)])
+    self.assertEqual(batch['mask'].shape, own['mask'].shape)
+    batch = samples.batch(np.array([0, 1]), bucket=4, shapes=[(3, 40)])
+    self.assertEqual(batch['mask'].shape, (3, 40))
+
   @parameterized.parameters(1, 4, 16)
   def test_packed_batch_holds_every_sample_once_in_order(self, bucket):
     rng = np.random.default_rng(bucket)

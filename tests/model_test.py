@@ -138,6 +138,24 @@ class ModelTest(parameterized.TestCase):
     # Step 0 starts a segment even when not flagged.
     np.testing.assert_allclose(got, [1.0, 1.5, 3.0, 3.5, 4.0, 6.0])
 
+  @parameterized.parameters(
+    (1, 0.0), (31, 0.1), (32, 0.0), (70, 0.0), (70, 0.03), (97, 0.3)
+  )
+  def test_segment_cumulative_mean_across_blocks(self, steps, rate):
+    # Segments that run through several blocks of SEGMENT_BLOCK steps, one
+    # segment per row, and a row length that is not a multiple of the block.
+    rng = np.random.default_rng(steps)
+    values = rng.normal(size=(3, steps, 2)).astype(np.float32)
+    starts = rng.random((3, steps)) < rate
+    starts[1, 40:41] = True  # a start in the middle of a block (if any)
+    want = np.zeros_like(values, np.float64)
+    for b in range(3):
+      for t in range(steps):
+        first = max([0] + [s for s in range(t + 1) if starts[b, s]])
+        want[b, t] = values[b, first : t + 1].mean(axis=0)
+    got = model.segment_cumulative_mean(values, starts)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
   def test_rnn_step_matches_run_rnn(self):
     params = _random_params(2)
     xs = np.random.default_rng(1).normal(size=(1, 5, 4)).astype(np.float32)

@@ -973,7 +973,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   # argparse, not absl flags: absl's flags are one process-wide registry
   # (cli.py's require --config), and this command stands alone.
   args = _parser().parse_args(argv)
-  from uisrnn_jax import checkpoint, evaluation, rttm
+  from uisrnn_jax import checkpoint, compilation, evaluation, rttm
+
+  compilation.enable_cache()  # compiled programs reused across runs
 
   try:
     vad = vad_options(args)

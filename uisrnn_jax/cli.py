@@ -16,7 +16,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from uisrnn_jax import config_check, errors, experiment
+from uisrnn_jax import compilation, config_check, errors, experiment
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', None, 'Path to a config file.'
@@ -95,6 +95,7 @@ def train_main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise SystemExit(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.INFO)
+  compilation.enable_cache()  # compiled programs reused across runs
   if _DISTRIBUTED.value:
     import jax
 
@@ -163,6 +164,7 @@ def infer_main(argv: list[str]) -> None:
   """
   if len(argv) > 1:
     raise SystemExit(f'unexpected arguments: {argv[1:]}')
+  compilation.enable_cache()  # compiled programs reused across runs
   try:
     result = experiment.infer(
       _CONFIG.value,

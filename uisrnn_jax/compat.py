@@ -269,6 +269,9 @@ class UISRNN:
     """
     self.config = model_config(args)
     self.logger = Logger(_verbosity(args))
+    from uisrnn_jax import compilation  # compiled programs reused across runs
+
+    compilation.enable_cache()
     self.observation_dim = int(self.config.model.observation_dim)
     self.state = train.create_train_state(
       jax.random.key(self.config.seed), self.config

@@ -153,6 +153,7 @@ SCHEMA: dict[str, Any] = {
     'loss': choice('nll', 'sample_mean'),
     'loss_samples': integer(1),
     'bucket': integer(1),
+    'compile_seconds': nonnegative,
     'log_every': integer(1),
     'checkpoint_every': integer(1),
     'num_devices': integer(0),
@@ -189,6 +190,7 @@ REQUIRED = ('seed', 'model', 'train', 'decode')
 OPTIONAL_FIELDS = {
   ('train', 'num_devices'),
   ('train', 'steps_per_shard'),
+  ('train', 'compile_seconds'),
   ('data', 'train_shards'),
   ('decode', 'resegment_iterations'),
   ('decode', 'min_speakers'),

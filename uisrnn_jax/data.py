@@ -334,6 +334,104 @@ def packed_layout(
   return best[1], best[2]
 
 
+Shape = tuple[int, int]  # (rows, row length) of a packed batch
+
+
+def shape_cost(shape: Shape) -> float:
+  """A batch shape's step cost in row-steps (see `ROW_OVERHEAD`)."""
+  rows, steps = shape
+  return steps * (rows + ROW_OVERHEAD)
+
+
+def fit_shape(lengths: Sequence[int], shapes: Sequence[Shape]):
+  """The cheapest of ``shapes`` the samples can be packed into.
+
+  Args:
+    lengths: int[B] sample lengths.
+    shapes: candidate (rows, row length) pairs.
+
+  Returns:
+    ``(shape, rows)`` as in `packed_layout` (the samples of every real row),
+    or None when no shape holds them.
+  """
+  longest = int(np.max(lengths))
+  for shape in sorted(shapes, key=shape_cost):
+    if shape[1] >= longest:
+      rows = pack_lengths(lengths, shape[1])
+      if len(rows) <= shape[0]:
+        return shape, rows
+  return None
+
+
+def plan_shapes(
+  batches: Sequence[Sequence[int]],
+  bucket: int,
+  *,
+  compile_cost: float,
+  weight: float = 1.0,
+  candidates: int = 3,
+) -> list[Shape]:
+  """Few batch shapes for a whole run, chosen before its first step.
+
+  Every new shape compiles the training step again (seconds), while a
+  batch padded into a larger shape than its own costs a little more every
+  step. Given the sample lengths of the run's batches, this picks the set
+  of shapes that minimises (compile_cost x number of shapes) + (sum over
+  batches of the cheapest shape in the set that holds it), in row-steps:
+  greedily from the cheapest single shape that holds every batch, adding
+  the shape that saves most while it saves more than a compile. So a short
+  run gets one or two shapes and a long one about as many as its batches
+  have (`packed_layout`'s own choices).
+
+  Args:
+    batches: sample lengths of every batch of the run (or of a sample of
+      them; see ``weight``).
+    bucket: see `bucketed_length`.
+    compile_cost: one compilation, in row-steps (`shape_cost` units).
+    weight: how many batches of the run each given batch stands for.
+    candidates: row lengths tried above each batch's longest sample.
+
+  Returns:
+    The chosen (rows, row length) shapes; every batch fits one of them.
+  """
+  if not batches:
+    return []
+  longest = [int(np.max(b)) for b in batches]
+  lengths = sorted({bucketed_length(n, bucket) for n in longest})
+  for _ in range(candidates - 1):
+    lengths.append(bucketed_length(lengths[-1] + 1, bucket))
+  lengths = sorted(set(lengths))
+  # needs[i, j]: rows batch i needs at row length lengths[j] (inf: too short)
+  needs = np.full((len(batches), len(lengths)), np.inf)
+  for i, b in enumerate(batches):
+    for j, steps in enumerate(lengths):
+      if steps >= longest[i]:
+        needs[i, j] = len(pack_lengths(b, steps))
+  shapes = sorted(
+    {
+      (int(needs[i, j]), lengths[j])
+      for i, j in zip(*np.isfinite(needs).nonzero())
+    }
+  )
+  costs = np.array([shape_cost(s) for s in shapes])
+  col = {steps: j for j, steps in enumerate(lengths)}
+  fits = np.stack(
+    [needs[:, col[steps]] <= rows for rows, steps in shapes], axis=1
+  )
+  per_batch = np.where(fits, costs[None, :], np.inf)  # [batches, shapes]
+  total = weight * per_batch.sum(axis=0)
+  chosen = [int(np.argmin(total))]  # finite: the longest row holds all
+  current = per_batch[:, chosen[0]]
+  while True:
+    gains = weight * np.maximum(current[:, None] - per_batch, 0.0).sum(axis=0)
+    best = int(np.argmax(gains))
+    if gains[best] <= compile_cost:
+      break
+    chosen.append(best)
+    current = np.minimum(current, per_batch[:, best])
+  return sorted(shapes[k] for k in chosen)
+
+
 @dataclasses.dataclass(frozen=True)
 class SampleSet:
   """Training samples packed into one array for fast batch assembly.
@@ -364,7 +462,12 @@ class SampleSet:
     return len(self.offsets) - 1
 
   def batch(
-    self, indices: np.ndarray, *, bucket: int, pack: bool = True
+    self,
+    indices: np.ndarray,
+    *,
+    bucket: int,
+    pack: bool = True,
+    shapes: Sequence[Shape] | None = None,
   ) -> dict[str, np.ndarray]:
     """Lays the chosen samples out in a fixed-shape batch.
 
@@ -377,6 +480,9 @@ class SampleSet:
       indices: int[B] which samples (repeats allowed).
       bucket: see `bucketed_length`.
       pack: share rows between samples.
+      shapes: packed only: lay the batch out in the cheapest of these
+        (rows, row length) shapes that holds it (`plan_shapes`); its own
+        `packed_layout` when none does.
 
     Returns:
       ``{'observations': float32[R, T, D], 'mask': bool[R, T],
@@ -387,7 +493,10 @@ class SampleSet:
     """
     indices = np.asarray(indices, np.int64)
     lengths = self.lengths[indices]
-    if pack:
+    fitted = fit_shape(lengths, shapes) if pack and shapes else None
+    if fitted is not None:
+      (num_rows, steps), rows = fitted
+    elif pack:
       steps, rows = packed_layout(lengths, bucket)
       num_rows = bucketed_rows(len(rows))
     else:
@@ -416,6 +525,16 @@ class SampleSet:
       'ends': ends,
     }
 
+  def sample_indices(
+    self, batch_size: int | None, rng: np.random.Generator
+  ) -> np.ndarray:
+    """The samples of a minibatch, drawn with replacement (None: all)."""
+    if batch_size is None:
+      return np.arange(len(self))
+    if batch_size < 1:
+      raise ValueError(f'batch_size must be >= 1 or None, got {batch_size}')
+    return rng.integers(0, len(self), batch_size)
+
   def sample_batch(
     self,
     batch_size: int | None,
@@ -423,14 +542,11 @@ class SampleSet:
     *,
     bucket: int,
     pack: bool = True,
+    shapes: Sequence[Shape] | None = None,
   ) -> dict[str, np.ndarray]:
     """A minibatch drawn with replacement, or every sample when None."""
-    if batch_size is None:
-      return self.batch(np.arange(len(self)), bucket=bucket, pack=pack)
-    if batch_size < 1:
-      raise ValueError(f'batch_size must be >= 1 or None, got {batch_size}')
-    indices = rng.integers(0, len(self), batch_size)
-    return self.batch(indices, bucket=bucket, pack=pack)
+    indices = self.sample_indices(batch_size, rng)
+    return self.batch(indices, bucket=bucket, pack=pack, shapes=shapes)
 
 
 def prepare_training_data(

@@ -60,6 +60,10 @@ def get_config() -> ml_collections.ConfigDict:
   # 1, 2, 3, 4, 6, 8, 12, ..., so the jitted step compiles for few shapes
   # (about 15 on LibriSim).
   config.train.bucket = 32
+  # Seconds one compile of the step costs, to choose a run's batch shapes
+  # before its first step (train.planned_shapes: few shapes for a short
+  # run, more for a long one); 0 lets every batch take its own shape.
+  config.train.compile_seconds = 3.0
   config.train.log_every = 100
   config.train.checkpoint_every = 1000
   # Data-parallel training over this many devices (0: every visible one).

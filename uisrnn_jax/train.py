@@ -100,6 +100,22 @@ def make_optimizer(
   )
 
 
+@functools.partial(
+  jax.jit,
+  static_argnames=('observation_dim', 'hidden_size', 'depth', 'sigma2', 'tx'),
+)
+def _init_arrays(key, *, observation_dim, hidden_size, depth, sigma2, tx):
+  # One program instead of a compile per eager op (seconds in a new process).
+  params = model.init_params(
+    key,
+    observation_dim=observation_dim,
+    hidden_size=hidden_size,
+    depth=depth,
+    sigma2=sigma2,
+  )
+  return params, tx.init(params)
+
+
 def create_train_state(key: jax.Array, config: Any) -> TrainState:
   """A fresh state from the config's ``model`` and ``train`` groups.
 
@@ -115,23 +131,24 @@ def create_train_state(key: jax.Array, config: Any) -> TrainState:
   """
   config_check.validate_config(config, required=_GROUPS)
   m, t = config.model, config.train
-  params = model.init_params(
-    key,
-    observation_dim=m.observation_dim,
-    hidden_size=m.rnn_hidden_size,
-    depth=m.rnn_depth,
-    sigma2=m.sigma2,
-  )
   tx = make_optimizer(
     learning_rate=float(t.learning_rate),
     grad_max_norm=float(t.grad_max_norm),
     learn_sigma2=m.sigma2 is None,
   )
+  params, opt_state = _init_arrays(
+    key,
+    observation_dim=int(m.observation_dim),
+    hidden_size=int(m.rnn_hidden_size),
+    depth=int(m.rnn_depth),
+    sigma2=None if m.sigma2 is None else float(m.sigma2),
+    tx=tx,
+  )
   p0 = math.nan if m.transition_bias is None else m.transition_bias
   return TrainState(
     step=jnp.zeros((), jnp.int32),
     params=params,
-    opt_state=tx.init(params),
+    opt_state=opt_state,
     transition_bias=jnp.asarray(p0, jnp.float32),
     transition_bias_denominator=jnp.zeros((), jnp.float32),
     crp_alpha=jnp.asarray(m.crp_alpha, jnp.float32),
@@ -169,6 +186,73 @@ def make_train_step(
     return state, {'loss': loss, **parts}
 
   return train_step
+
+
+# Planning batch shapes (`data.plan_shapes`): one compile of the step, in
+# seconds (H=512 on a 2-core CPU: about 3 s, roughly independent of H), and
+# the step's throughput, which turns a row-step into seconds.
+COMPILE_SECONDS = 3.0
+STEP_FLOPS_PER_SECOND = 1.5e11
+MIN_ROW_STEP_SECONDS = 2e-6  # tiny models: per-step overheads dominate
+PLAN_BATCHES = 1000  # batches drawn to plan a run's shapes
+
+
+def row_step_seconds(model_config: Any) -> float:
+  """Estimated time of one row-step (one observation slot) of the step.
+
+  Forward, backward and weight gradients of the GRU and the mean head take
+  about 24 H (H + I) flops per slot and layer (I: the layer's input size).
+  """
+  h, d = model_config.rnn_hidden_size, model_config.observation_dim
+  flops = 24 * h * (h + d) + 24 * h * 2 * h * (model_config.rnn_depth - 1)
+  return max(flops / STEP_FLOPS_PER_SECOND, MIN_ROW_STEP_SECONDS)
+
+
+def planned_shapes(
+  samples: data_lib.SampleSet, config: Any, *, seed: int, end: int = 0
+) -> list[data_lib.Shape] | None:
+  """The batch shapes of a run on ``samples`` (`data.plan_shapes`).
+
+  Plans from the batches of steps 0 to ``config.train.train_iteration``, or
+  to ``end`` if later (a deterministic sample of `PLAN_BATCHES` of them
+  when there are more), drawn as `fit` draws them. Within a run of
+  ``train_iteration`` steps the plan depends on the data, the seed and the
+  config only, not on where a `fit` call starts or stops, so training in
+  several calls, or resuming from a checkpoint, pads every batch as one
+  uninterrupted run does. A batch that fits none of the shapes takes its
+  own (`data.packed_layout`).
+
+  Args:
+    samples: the run's training samples.
+    config: full config (``model``, ``train``).
+    seed: the data seed.
+    end: the step the current `fit` call stops at.
+
+  Returns:
+    The shapes, or None (plan off: ``train.compile_seconds`` is 0, or every
+    step trains on all samples, which is one shape anyway).
+  """
+  t = config.train
+  seconds = float(t.get('compile_seconds', COMPILE_SECONDS))
+  horizon = max(int(t.train_iteration), end)
+  if seconds <= 0 or t.batch_size is None or horizon < 1:
+    return None
+  count = min(horizon, PLAN_BATCHES)
+  steps = np.unique(np.linspace(0, horizon - 1, count).round())
+  batches = [
+    samples.lengths[
+      samples.sample_indices(
+        t.batch_size, np.random.default_rng((seed, 1, int(step)))
+      )
+    ]
+    for step in steps
+  ]
+  return data_lib.plan_shapes(
+    batches,
+    t.bucket,
+    compile_cost=seconds / row_step_seconds(config.model),
+    weight=horizon / len(steps),
+  )
 
 
 @functools.lru_cache(maxsize=8)
@@ -241,7 +325,8 @@ def fit(
   order and permuted copies come from ``np.random.default_rng((seed, 0))``,
   the batch of global step s from ``np.random.default_rng((seed, 1, s))`` and
   dropout from ``fold_in(key(seed), s)``, so a run resumed from a checkpoint
-  trains exactly like an uninterrupted one.
+  trains exactly like an uninterrupted one. Batch shapes are chosen before
+  the first step (`planned_shapes`), so the step compiles for few shapes.
 
   Args:
     state: from `create_train_state`, a checkpoint, or an earlier `fit`.
@@ -309,6 +394,9 @@ def fit(
     num_steps,
   )
   step_fn = _jitted_step(tuple(sorted(loss_kw.items())))
+  shapes = planned_shapes(samples, config, seed=seed, end=start + num_steps)
+  if shapes is not None:
+    logging.info('fit: batch shapes (rows, length) %s', shapes)
   key = jax.random.key(seed)
   if mesh is not None:
     state = parallel.replicate(state, mesh)
@@ -319,7 +407,9 @@ def fit(
   try:
     for step in range(start, start + num_steps):
       rng = np.random.default_rng((seed, 1, step))
-      batch = samples.sample_batch(t.batch_size, rng, bucket=t.bucket)
+      batch = samples.sample_batch(
+        t.batch_size, rng, bucket=t.bucket, shapes=shapes
+      )
       if mesh is not None:
         batch = parallel.shard_batch(batch, mesh, pad=True)
       state, metrics = step_fn(state, batch, key)
