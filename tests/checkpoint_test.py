@@ -14,6 +14,7 @@ from unittest import mock
 
 import jax
 import numpy as np
+import pytest
 import reference_fixtures
 from absl.testing import absltest
 from flax import serialization
@@ -254,16 +255,22 @@ class FullDiskTest(absltest.TestCase):
     self.assertEqual(os.listdir(directory), ['in.npz'])
 
   def test_diarize_output_write_fails(self):
-    out = os.path.join(self.create_tempdir().full_path, 'out.rttm')
+    core = pytest.importorskip('pyannote.core', reason='needs pyannote.core')
+    soundfile = pytest.importorskip('soundfile', reason='needs soundfile')
+    directory = self.create_tempdir().full_path
+    wav = os.path.join(directory, 'a.wav')
+    soundfile.write(wav, np.zeros(1600, np.float32), audio.SAMPLE_RATE)
+    out = os.path.join(directory, 'out.rttm')
+    turns = core.Annotation(uri='a')
+    turns[core.Segment(0.0, 0.1)] = 'spk0'
     stderr = io.StringIO()
     with (
-      mock.patch.object(audio, 'diarize', return_value=[(0.0, 1.0, 0)]),
+      mock.patch.object(audio, 'load_model'),  # any model: diarize is mocked
+      mock.patch.object(audio, 'diarize', return_value=turns),
       mock.patch('os.replace', side_effect=_disk_full),
       contextlib.redirect_stderr(stderr),
     ):
-      status = audio.main(
-        ['a.wav', f'--workdir={self.workdir}', '--output', out]
-      )
+      status = audio.main([wav, f'--workdir={self.workdir}', '--output', out])
     self.assertEqual(status, 1)
     self.assertEqual(
       stderr.getvalue(), f'error: cannot write {out}: No space left on device\n'

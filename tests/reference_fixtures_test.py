@@ -48,7 +48,10 @@ class FixtureFilesTest(absltest.TestCase):
       with np.load(path, allow_pickle=False) as data:
         for key in data.files:
           self.assertFalse(data[key].dtype.hasobject, f'{path.name}: {key}')
-        self.assertEqual(str(data['meta/uisrnn_version']), '0.1.2')
+        if path.stem == 'encoder_expected':  # resemblyzer's, not uisrnn's
+          self.assertEqual(str(data['meta/resemblyzer_version']), '0.1.4')
+        else:
+          self.assertEqual(str(data['meta/uisrnn_version']), '0.1.2')
 
   def test_total_size_is_small(self):
     total = sum(p.stat().st_size for p in rf.FIXTURE_DIR.glob('*.npz'))
@@ -61,6 +64,8 @@ class FixtureFilesTest(absltest.TestCase):
     expected.add('estimators')
     # Made by make_torch_model_fixture.py, read by tests/convert_test.py.
     expected.add('reference_model_expected')
+    # Made by make_encoder_fixture.py, read by tests/audio_test.py.
+    expected.add('encoder_expected')
     self.assertEqual(stems, expected)
 
   def test_coverage(self):

@@ -194,8 +194,8 @@ class FitShardedTest(absltest.TestCase):
     config.train.train_iteration = 4
     workdir = self.create_tempdir().full_path
     got = experiment.train_and_evaluate(config, workdir, progress=False)
-    want = shards.fit_sharded(
-      self.fresh(), self.paths, self.config, steps_per_shard=2, num_steps=4
+    want = shards.fit_sharded(  # the same config: fit plans from its length
+      self.fresh(), self.paths, config, steps_per_shard=2, num_steps=4
     )
     self.assertEqual(max_diff(got.params, want.params), 0.0)
     self.assertEqual(checkpoint.checkpoint_steps(workdir), [4])
