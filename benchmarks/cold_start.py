@@ -24,7 +24,7 @@ Usage (from the repository root):
 
 Data: ``toy`` is the issue's bench: 40 `uisrnn_jax.toy` sequences of
 60-140 observations with 2-5 speakers, D=256. ``librisim`` reads
-``/work/shared/data/librisim/train.npz`` (the reference gets +1e-6 on every
+``../shared/data/librisim/train.npz`` (next to the repository) (the reference gets +1e-6 on every
 entry, as in benchmarks/train_speed.py, because it takes exact zeros for
 padding).
 """
@@ -42,7 +42,9 @@ import time
 from collections.abc import Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LIBRISIM = '/work/shared/data/librisim/train.npz'
+LIBRISIM = os.path.join(
+  os.path.dirname(REPO), 'shared', 'data', 'librisim', 'train.npz'
+)
 REFERENCE_OFFSET = 1e-6
 
 

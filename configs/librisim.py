@@ -10,6 +10,13 @@ repository root; point elsewhere with
 ``--config.data.train_path=A.npz --config.data.test_path=B.npz``.
 Every choice below was measured on dev; the runs and what each setting
 changed are in benchmarks/librisim_tuning.md.
+
+The shipped pretrained model (`uisrnn_jax.pretrained`) was trained with this
+config on simulated conversations (README, "Pretrained model"); it decodes
+as its model card reports with
+
+  python infer.py --config=configs/librisim.py \
+    --workdir=$(python -m uisrnn_jax.pretrained) --input=F.npz
 """
 
 import os

@@ -671,25 +671,23 @@ def load_model(
 
   Args:
     workdir_or_checkpoint: a training run directory (newest checkpoint) or
-      a checkpoint file. (None is where a shipped default model would be
-      found; there is none yet, so it is an error.)
+      a checkpoint file; None: the shipped model (`pretrained`).
     decode_overrides: ``decode`` config fields to change (e.g.
       ``{'beam_size': 4}``); the run's stored config otherwise.
     num_speakers, min_speakers, max_speakers: speaker count inside the
       beam search (pyannote's names; `decode.speaker_count_config`).
 
   Raises:
-    errors.CheckpointError: no model given or no usable checkpoint.
+    errors.CheckpointError: no usable checkpoint (or the shipped one is missing).
     errors.ConfigError: an impossible speaker count.
     ValueError: a model whose observation_dim is not 256.
   """
   from uisrnn_jax import checkpoint, decode
 
-  if workdir_or_checkpoint is None:
-    raise checkpoint.CheckpointError(
-      'no model given: pass the training run directory or checkpoint '
-      '(--workdir)'
-    )
+  if workdir_or_checkpoint is None:  # the model shipped in the package
+    from uisrnn_jax import pretrained
+
+    workdir_or_checkpoint = pretrained.checkpoint_path()
   state, config = checkpoint.load_inference_state(workdir_or_checkpoint)
   dim = int(state.params['sigma2'].shape[-1])
   if dim != _HIDDEN:
@@ -895,7 +893,10 @@ def _parser() -> argparse.ArgumentParser:
     'audio', nargs='+', help='audio files (wav, flac, mp3, ...) or directories'
   )
   parser.add_argument(
-    '--workdir', required=True, help='training run directory or checkpoint'
+    '--workdir',
+    default=None,
+    help='training run directory or checkpoint (default: the shipped '
+    'pretrained model, python -m uisrnn_jax.pretrained)',
   )
   parser.add_argument(
     '--output',
@@ -961,7 +962,7 @@ def _outputs(paths: list[str], output: str | None) -> list[str | None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """``uisrnn-diarize AUDIO... --workdir=DIR [--output=OUT] [--reference=R]``.
+  """``uisrnn-diarize AUDIO... [--workdir=DIR] [--output=OUT] [--reference=R]``.
 
   Every input is checked (readable audio, reference and UEM well formed)
   before anything is written.
