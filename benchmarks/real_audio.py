@@ -3,7 +3,9 @@ r"""Real recordings end to end: AMI development through VAD, encoder, decoder.
 Two modes.
 
 Accuracy (default): every file of an AMI-style split (``<split>.rttm``,
-``<split>.uem`` and ``<uri>.wav`` in ``--data``) goes through the full path
+``<split>.uem`` if there is one, and ``<uri>.wav`` in ``--data``; a
+``uisrnn-simulate`` corpus is one, with ``--split=reference``) goes through
+the full path
 of `uisrnn_jax.audio` (silero-vad speech regions, 1.6 s d-vector windows
 per region, decode with the ``--workdir`` checkpoint), and the same windows
 are also clustered by spectralcluster 0.2.22 Turn-to-Diarize (a fresh
@@ -22,6 +24,10 @@ Usage (from the repository root):
   python benchmarks/real_audio.py --workdir=runs/librisim
   python benchmarks/real_audio.py --workdir=runs/librisim --split=train
   python benchmarks/real_audio.py --workdir=runs/librisim --speed --hours=1
+  uisrnn-simulate ../shared/data/librispeech-samples/test-other \
+    --preset=librisim --num_conversations=20 --output=runs/sim_test_other
+  python benchmarks/real_audio.py --workdir=runs/librisim \
+    --data=runs/sim_test_other --split=reference
 
 Needs the audio extra (see uisrnn_jax/audio.py), pyannote.metrics and, for
 the spectral row, spectralcluster==0.2.22.
@@ -87,7 +93,11 @@ def accuracy(args) -> None:
   references = rttm.read_annotations(
     os.path.join(args.data, f'{args.split}.rttm')
   )
-  uems = rttm.read_uem(os.path.join(args.data, f'{args.split}.uem'))
+  uem_path = os.path.join(args.data, f'{args.split}.uem')
+  # Without a UEM (e.g. a uisrnn-simulate corpus) every file of the RTTM is
+  # scored whole.
+  uems = rttm.read_uem(uem_path) if os.path.exists(uem_path) else None
+  uris = sorted(uems if uems is not None else references)
   model = audio.load_model(args.workdir)
   vad = audio.VadOptions(
     threshold=args.vad_threshold,
@@ -102,9 +112,9 @@ def accuracy(args) -> None:
   total_audio = 0.0
   failures = []
   # One untimed warm-up (model loads, JIT compilation of the decoder).
-  first = os.path.join(args.data, f'{sorted(uems)[0]}.wav')
+  first = os.path.join(args.data, f'{uris[0]}.wav')
   audio.decode_windows(model, audio.embed_audio(first, vad=vad))
-  for uri in sorted(uems):
+  for uri in uris:
     path = os.path.join(args.data, f'{uri}.wav')
     embedded = audio.embed_audio(path, vad=vad)
     total_audio += embedded.duration
@@ -134,7 +144,7 @@ def accuracy(args) -> None:
       seconds['spectral']['decode'] += time.perf_counter() - tic
       hyps['spectral'][uri] = _annotation(embedded, sc, uri)
   print(
-    f'## {args.split} of {args.data} ({len(uems)} files, '
+    f'## {args.split} of {args.data} ({len(uris)} files, '
     f'{total_audio:.0f} s of audio), model {args.workdir}\n'
   )
   print(
