@@ -1,6 +1,7 @@
 """Tests of the persistent compilation cache (`uisrnn_jax.compilation`)."""
 
 import os
+import re
 import textwrap
 from unittest import mock
 
@@ -56,6 +57,23 @@ class CacheDirTest(parameterized.TestCase):
       compilation.cache_dir().startswith(os.environ['TMPDIR']),
       compilation.cache_dir(),
     )
+
+
+class DependencyTest(absltest.TestCase):
+  def test_the_core_install_has_the_lock_a_bounded_cache_needs(self):
+    # enable_cache bounds the cache (jax_compilation_cache_max_size), and
+    # jax then locks it with `filelock`; without that package every cache
+    # read and write fails with a warning (seen on `pip install -e .`).
+    self.assertGreater(compilation.MAX_BYTES, 0)
+    try:
+      import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+      self.skipTest('reading pyproject.toml needs tomllib (Python 3.11+)')
+    path = os.path.join(os.path.dirname(__file__), '..', 'pyproject.toml')
+    with open(path, 'rb') as f:
+      deps = tomllib.load(f)['project']['dependencies']
+    names = {re.split(r'[<>=!~ \[]', d, maxsplit=1)[0].lower() for d in deps}
+    self.assertIn('filelock', names)
 
 
 class PersistentCacheTest(absltest.TestCase):
