@@ -11,6 +11,7 @@ explicit ``np.random.Generator``.
 from __future__ import annotations
 
 import dataclasses
+import numbers as numbers_lib
 from collections.abc import Sequence
 
 import numpy as np
@@ -73,50 +74,67 @@ def check_sequence(
   return sequence
 
 
-def check_labels(labels: object, length: int, *, name: str = 'labels') -> list:
-  """Validates one label sequence: strings, one per observation.
+def check_labels(
+  labels: object, length: int, *, name: str = 'labels', numbers: bool = False
+) -> list:
+  """Validates one label sequence: one label per observation.
 
   Args:
-    labels: a 1-D list or NumPy array of strings.
+    labels: a 1-D list, tuple or NumPy array of strings (or, with
+      ``numbers``, of numbers: all strings or all numbers).
     length: the number of observations it must label.
     name: how to call the argument in error messages.
+    numbers: also accept numeric labels, as the seed's ``utils`` helpers
+      do (``fit``/``predict`` take strings only).
 
   Returns:
-    The labels as a list of ``str``.
+    The labels as a list.
 
   Raises:
-    errors.LabelsTypeError: (a TypeError) not a list/array, or elements are
-      not strings.
+    errors.LabelsTypeError: (a TypeError) not a list/array, or elements of
+      another type; strings mixed with numbers.
     errors.InvalidLabelsError: (a ValueError) not 1-D, or of another length
       than the sequence.
   """
+  kind = 'labels' if numbers else 'strings'
   if isinstance(labels, np.ndarray):
     if labels.ndim != 1:
       raise errors.InvalidLabelsError(
         f'{name} must be 1-D, got shape {labels.shape}'
       )
-    if labels.dtype.kind != 'U':
+    if not numbers and labels.dtype.kind != 'U':
       raise errors.LabelsTypeError(
         f'{name} must be strings, got dtype {labels.dtype}'
       )
-    labels = labels.tolist()
+    items = labels.tolist()
   elif isinstance(labels, (list, tuple)):
-    bad = [x for x in labels if not isinstance(x, str)]
-    if bad:
-      raise errors.LabelsTypeError(
-        f'{name} must hold strings only, got {type(bad[0]).__name__} {bad[0]!r}'
-      )
-    labels = list(labels)
+    items = list(labels)
   else:
     raise errors.LabelsTypeError(
-      f'{name} must be a list or numpy array of strings, got '
+      f'{name} must be a list or numpy array of {kind}, got '
       f'{type(labels).__name__}'
     )
-  if len(labels) != length:
-    raise errors.InvalidLabelsError(
-      f'{name} has {len(labels)} labels for a sequence of {length} observations'
+  allowed = (str, numbers_lib.Real) if numbers else str
+  bad = [x for x in items if not isinstance(x, allowed)]
+  if bad and numbers:
+    raise errors.LabelsTypeError(
+      f'{name} holds {bad[0]!r} of type {type(bad[0]).__name__}; labels '
+      'must be strings or numbers'
     )
-  return labels
+  if bad:
+    raise errors.LabelsTypeError(
+      f'{name} must hold strings only, got {type(bad[0]).__name__} {bad[0]!r}'
+    )
+  if numbers and len({isinstance(x, str) for x in items}) > 1:
+    raise errors.LabelsTypeError(
+      f'{name} mixes string and non-string labels (NumPy would turn 1 and '
+      "'1' into one label)"
+    )
+  if len(items) != length:
+    raise errors.InvalidLabelsError(
+      f'{name} has {len(items)} labels for a sequence of {length} observations'
+    )
+  return items
 
 
 def enforce_cluster_id_uniqueness(

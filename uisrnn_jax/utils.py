@@ -31,7 +31,6 @@ mask instead (`uisrnn_jax.data.SampleSet`).
 
 from __future__ import annotations
 
-import numbers
 import string
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -76,48 +75,6 @@ def _check_observations(sequence: object, *, name: str) -> np.ndarray:
       f'{name} must be a numpy array of integers or floats, got {kind}'
     )
   return data_lib.check_sequence(sequence, name=name)
-
-
-def _check_any_labels(labels: object, length: int, *, name: str) -> list:
-  """Validates one label per observation: all strings, or all numbers.
-
-  Returns:
-    The labels as a list.
-
-  Raises:
-    errors.LabelsTypeError: not a list, tuple or 1-D array; a label that is
-      neither a string nor a number; strings mixed with numbers.
-    errors.InvalidLabelsError: not 1-D, or not ``length`` labels.
-  """
-  if isinstance(labels, np.ndarray):
-    if labels.ndim != 1:
-      raise errors.InvalidLabelsError(
-        f'{name} must be 1-D, got shape {labels.shape}'
-      )
-    items = labels.tolist()
-  elif isinstance(labels, (list, tuple)):
-    items = list(labels)
-  else:
-    raise errors.LabelsTypeError(
-      f'{name} must be a list or 1-D numpy array of labels, got '
-      f'{type(labels).__name__}'
-    )
-  if len(items) != length:
-    raise errors.InvalidLabelsError(
-      f'{name} has {len(items)} labels for a sequence of {length} observations'
-    )
-  for x in items:
-    if not isinstance(x, (str, numbers.Real)):
-      raise errors.LabelsTypeError(
-        f'{name} holds {x!r} of type {type(x).__name__}; labels must be '
-        'strings or numbers'
-      )
-  if len({isinstance(x, str) for x in items}) > 1:
-    raise errors.LabelsTypeError(
-      f'{name} mixes string and non-string labels (NumPy would turn 1 and '
-      "'1' into one label)"
-    )
-  return items
 
 
 def generate_random_string(
@@ -231,7 +188,9 @@ def concatenate_training_data(
     if enforce_uniqueness:
       labels.append(data_lib.check_labels(ids, len(seq), name=name))
     else:
-      labels.append(_check_any_labels(ids, len(seq), name=name))
+      labels.append(
+        data_lib.check_labels(ids, len(seq), name=name, numbers=True)
+      )
   if enforce_uniqueness:
     labels = data_lib.enforce_cluster_id_uniqueness(labels)
   order = np.arange(len(train_sequences))
@@ -307,7 +266,9 @@ def resize_sequence(
       label count differs from its length.
   """
   sequence = _check_observations(sequence, name='sequence')
-  labels = _check_any_labels(cluster_id, len(sequence), name='cluster_id')
+  labels = data_lib.check_labels(
+    cluster_id, len(sequence), name='cluster_id', numbers=True
+  )
   rng = np.random.default_rng() if rng is None else rng
   subs = data_lib.speaker_samples(
     [sequence],
