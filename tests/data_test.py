@@ -211,6 +211,33 @@ class PackingTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'does not fit'):
       data.pack_lengths([9], 8)
 
+  def test_balance_rows_hand_case(self):
+    # 7 -> row 0; 5 -> row 1; 3 -> row 2; 2 -> row 2 (3 < 5 < 7); 1 -> row 1
+    # (5 == 5: the first); longest row 7 where first-fit fills 8.
+    self.assertEqual(
+      data.balance_rows([2, 7, 3, 5, 1], 3, 8), [[1], [3, 4], [2, 0]]
+    )
+    self.assertIsNone(data.balance_rows([5, 4, 3, 3], 2, 7))
+
+  @settings(max_examples=200, deadline=None)
+  @given(
+    st.lists(st.integers(1, 40), min_size=1, max_size=30),
+    st.integers(1, 8),
+  )
+  def test_balance_rows_properties(self, lengths, num_rows):
+    capacity = max(lengths) + sum(lengths) // num_rows
+    rows = data.balance_rows(lengths, num_rows, capacity)
+    # The LPT bound: the last sample put on a row found it at or below the
+    # mean load, so no row exceeds mean + longest (that capacity holds all).
+    self.assertIsNotNone(rows)
+    self.assertLessEqual(len(rows), num_rows)
+    self.assertEqual(
+      sorted(i for row in rows for i in row), list(range(len(lengths)))
+    )
+    loads = [sum(lengths[i] for i in row) for row in rows]
+    self.assertLessEqual(max(loads), capacity)
+    self.assertLessEqual(max(loads), sum(lengths) / num_rows + max(lengths))
+
   def test_layout_prefers_fewer_slots(self):
     # One long sample and many short ones: rows of the longest sample's
     # bucket hold everything in two rows instead of ten.

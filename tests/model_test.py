@@ -198,8 +198,9 @@ class ModelTest(parameterized.TestCase):
     jax.tree.map(np.testing.assert_array_equal, got, params)
 
 
-def _plain_recurrence(layer, h0, gi, resets=None):
-  """An unoptimised scan of `model.gru_gates`, differentiated by autodiff."""
+def _plain_recurrence(layer, h0, gi, resets=None, length=None):
+  """An unoptimised scan of `model.gru_gates`, differentiated by autodiff;
+  outputs from step ``length`` on are zeros (what `gru_recurrence` skips)."""
   if resets is None:
     resets = jnp.zeros(gi.shape[:2], bool)
 
@@ -208,7 +209,10 @@ def _plain_recurrence(layer, h0, gi, resets=None):
     h = model.gru_gates(layer, jnp.where(reset[:, None], h0, h), g)
     return h, h
 
-  return jax.lax.scan(step, h0, (gi, resets))[1]
+  hs = jax.lax.scan(step, h0, (gi, resets))[1]
+  if length is None:
+    return hs
+  return jnp.where(jnp.arange(gi.shape[0])[:, None, None] < length, hs, 0.0)
 
 
 def _random_layer(key, hidden, in_dim, dtype=jnp.float32):
@@ -263,6 +267,68 @@ class GruRecurrenceGradientTest(parameterized.TestCase):
       model.gru_recurrence(layer, h0, gi, resets),
       _plain_recurrence(layer, h0, gi, resets),
       rtol=1e-6,
+      atol=1e-6,
+    )
+
+  @parameterized.parameters(
+    (12, 7, False), (12, 7, True), (6, 0, True), (6, 6, False), (5, 1, True)
+  )
+  def test_skipped_steps_match_autodiff_of_truncated_scan(
+    self, steps, length, with_resets
+  ):
+    # Steps from `length` on are not computed: zero outputs, and gradients
+    # equal to autodiff of the plain scan with those outputs zeroed, even
+    # when the cotangent there is not zero.
+    keys = jax.random.split(jax.random.key(steps + length), 5)
+    layer = _random_layer(keys[0], 5, 4)
+    h0 = 0.5 * jax.random.normal(keys[1], (3, 5))
+    gi = jax.random.normal(keys[2], (steps, 3, 15))
+    cotangent = jax.random.normal(keys[3], (steps, 3, 5))
+    resets = None
+    if with_resets:
+      resets = jax.random.bernoulli(keys[4], 0.3, (steps, 3))
+
+    def loss(fn):
+      return lambda w_hh, b_hh, h0, gi: jnp.sum(
+        fn({**layer, 'w_hh': w_hh, 'b_hh': b_hh}, h0, gi, resets, length)
+        * cotangent
+      )
+
+    args = (layer['w_hh'], layer['b_hh'], h0, gi)
+    out = jax.jit(model.gru_recurrence)(layer, h0, gi, resets, length)
+    np.testing.assert_array_equal(out[length:], 0.0)
+    np.testing.assert_allclose(
+      out, _plain_recurrence(layer, h0, gi, resets, length), atol=1e-6
+    )
+    got = jax.jit(jax.grad(loss(model.gru_recurrence), argnums=(0, 1, 2, 3)))(
+      *args
+    )
+    want = jax.jit(jax.grad(loss(_plain_recurrence), argnums=(0, 1, 2, 3)))(
+      *args
+    )
+    for name, g, w in zip(('w_hh', 'b_hh', 'h0', 'gi'), got, want):
+      np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5, err_msg=name)
+    np.testing.assert_array_equal(got[3][length:], 0.0)
+
+  def test_model_length_changes_nothing_before_it(self):
+    # `length` only skips padding: predictions and the gradients of any loss
+    # on the steps before it are those of the full run.
+    params = _random_params(2, seed=5)
+    xs = np.random.default_rng(5).normal(size=(3, 11, 4)).astype(np.float32)
+    starts = np.zeros((3, 11), bool)
+    starts[:, 0] = starts[0, 3] = starts[2, 6] = True
+
+    def loss(p, length):
+      means = model.predict_means(p, xs, starts=starts, length=length)
+      return jnp.sum(jnp.sin(means[:, :7]))
+
+    full = model.predict_means(params, xs, starts=starts)
+    short = jax.jit(model.predict_means)(params, xs, starts=starts, length=7)
+    np.testing.assert_allclose(short[:, :7], full[:, :7], rtol=1e-6, atol=1e-6)
+    chex.assert_trees_all_close(
+      jax.jit(jax.grad(loss))(params, 7),
+      jax.jit(jax.grad(loss))(params, None),
+      rtol=1e-5,
       atol=1e-6,
     )
 

@@ -313,6 +313,41 @@ def pack_lengths(lengths: Sequence[int], capacity: int) -> list[list[int]]:
   return rows
 
 
+def balance_rows(
+  lengths: Sequence[int], num_rows: int, capacity: int
+) -> list[list[int]] | None:
+  """Samples spread over ``num_rows`` rows so that the longest row is short.
+
+  Longest sample first, each onto the row that is shortest so far (the LPT
+  rule: its longest row is within 4/3 of the best possible). The training
+  step runs its recurrence only up to the batch's longest row
+  (`losses.real_length`), so this is faster than `pack_lengths`' rows, which
+  fill one row before opening the next.
+
+  Args:
+    lengths: the length of every sample.
+    num_rows: how many rows there are.
+    capacity: the length of a row.
+
+  Returns:
+    One list of sample positions per non-empty row (at most ``num_rows``), or
+    None when a row would exceed ``capacity`` this way.
+
+  >>> balance_rows([5, 4, 3, 3], 2, 8)
+  [[0, 3], [1, 2]]
+  """
+  order = np.argsort(-np.asarray(lengths, np.int64), kind='stable')
+  rows: list[list[int]] = [[] for _ in range(max(num_rows, 1))]
+  used = [0] * len(rows)
+  for i in order:
+    r = int(np.argmin(used))
+    used[r] += int(lengths[i])
+    if used[r] > capacity:
+      return None
+    rows[r].append(int(i))
+  return [row for row in rows if row]
+
+
 # Cost of a batch shape in units of one row-step: the step's fixed part (the
 # sequential loop, optimizer) is worth about this many extra rows (step times
 # at 1 to 10 rows of 256 steps, hidden 512, on a 2-core CPU: about
@@ -349,7 +384,8 @@ def packed_layout(
     if len(rows) == 1:
       break
     steps = bucketed_length(steps + 1, bucket)
-  return best[1], best[2]
+  _, steps, rows = best
+  return steps, balance_rows(lengths, bucketed_rows(len(rows)), steps) or rows
 
 
 Shape = tuple[int, int]  # (rows, row length) of a packed batch
@@ -377,7 +413,7 @@ def fit_shape(lengths: Sequence[int], shapes: Sequence[Shape]):
     if shape[1] >= longest:
       rows = pack_lengths(lengths, shape[1])
       if len(rows) <= shape[0]:
-        return shape, rows
+        return shape, balance_rows(lengths, shape[0], shape[1]) or rows
   return None
 
 

@@ -130,6 +130,27 @@ def sample_mean_targets(
   return jnp.mean(picked, axis=2)
 
 
+def real_length(mask: jax.Array) -> jax.Array:
+  """The steps a batch's network has to run: one past its last real step.
+
+  Steps after it are padding in every row, so `model.predict_means` skips
+  them (a batch padded to a long static shape costs what its real steps
+  cost).
+
+  Args:
+    mask: bool[B, T] real steps.
+
+  Returns:
+    int32 scalar in [0, T].
+
+  >>> import jax.numpy as jnp
+  >>> int(real_length(jnp.array([[True, False, False], [True, True, False]])))
+  2
+  """
+  steps = jnp.arange(1, mask.shape[1] + 1, dtype=jnp.int32)
+  return jnp.max(jnp.where(jnp.any(mask, axis=0), steps, 0))
+
+
 def total_loss(
   params: Params,
   batch: Batch,
@@ -167,6 +188,7 @@ def total_loss(
     starts=batch.get('starts'),
     dropout_rate=dropout_rate,
     dropout_key=dropout_key,
+    length=real_length(mask),
   )
   targets = observations
   if loss_samples > 0:

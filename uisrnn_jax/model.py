@@ -174,6 +174,7 @@ def _recurrence_scan(
   h0: jax.Array,
   gi: jax.Array,
   keep: jax.Array,
+  length: jax.Array,
   *,
   residuals: bool,
 ) -> tuple[jax.Array, ...]:
@@ -181,7 +182,8 @@ def _recurrence_scan(
 
   ``w_hh`` is transposed once, outside the loop, so the step's matmul reads
   the weights in the layout it wants instead of transposing 3H x H values
-  every step.
+  every step. The loop stops at ``length`` (a ``while`` loop with a run-time
+  trip count), so steps from there on cost nothing; their outputs are zeros.
 
   Args:
     w_hh: float32[3H, H].
@@ -190,6 +192,7 @@ def _recurrence_scan(
     gi: float32[T, B, 3H] input projections.
     keep: float32[T, B, 1]; 1 continues from the previous step, 0 restarts
       from ``h0`` (the first step always starts from ``h0``).
+    length: int32 scalar, the number of leading steps to compute.
     residuals: also return the gates.
 
   Returns:
@@ -198,9 +201,11 @@ def _recurrence_scan(
   """
   w_hh_t = w_hh.T  # [H, 3H]
   hidden = h0.shape[-1]
+  outputs = 5 if residuals else 1
 
-  def step(h, inputs):
-    g, k = inputs
+  def body(t, carry):
+    h, outs = carry
+    g, k = gi[t], keep[t]
     h = jnp.where(k > 0, h, h0)  # restart where k == 0
     gh = h @ w_hh_t + b_hh
     r = jax.nn.sigmoid(g[..., :hidden] + gh[..., :hidden])
@@ -210,9 +215,11 @@ def _recurrence_scan(
     hn = gh[..., 2 * hidden :]
     n = jnp.tanh(g[..., 2 * hidden :] + r * hn)
     h = (1.0 - z) * n + z * h
-    return h, ((h, r, z, n, hn) if residuals else (h,))
+    new = (h, r, z, n, hn)[:outputs]
+    return h, tuple(o.at[t].set(v) for o, v in zip(outs, new))
 
-  return jax.lax.scan(step, h0, (gi, keep))[1]
+  zeros = jnp.zeros(gi.shape[:2] + (hidden,), gi.dtype)
+  return jax.lax.fori_loop(0, length, body, (h0, (zeros,) * outputs))[1]
 
 
 @jax.custom_vjp
@@ -222,15 +229,18 @@ def _recurrence(
   h0: jax.Array,
   gi: jax.Array,
   keep: jax.Array,
+  length: jax.Array,
 ) -> jax.Array:
   """`gru_recurrence` on the arrays it uses; float32[T, B, H]."""
-  return _recurrence_scan(w_hh, b_hh, h0, gi, keep, residuals=False)[0]
+  return _recurrence_scan(w_hh, b_hh, h0, gi, keep, length, residuals=False)[0]
 
 
-def _recurrence_fwd(w_hh, b_hh, h0, gi, keep):
+def _recurrence_fwd(w_hh, b_hh, h0, gi, keep, length):
   """Forward pass that keeps the gates (4 x T x B x H values) for backward."""
-  hs, r, z, n, hn = _recurrence_scan(w_hh, b_hh, h0, gi, keep, residuals=True)
-  return hs, (w_hh, h0, keep, hs, r, z, n, hn)
+  hs, r, z, n, hn = _recurrence_scan(
+    w_hh, b_hh, h0, gi, keep, length, residuals=True
+  )
+  return hs, (w_hh, h0, keep, length, hs, r, z, n, hn)
 
 
 def _recurrence_bwd(res, dhs):
@@ -241,20 +251,21 @@ def _recurrence_bwd(res, dhs):
   known from the forward pass (``coef_gh``). So the reverse scan does one
   matmul per step, ``dh_{t-1} = g_t * z_t + dgh_t @ W_hh``, and emits
   ``g_t``; the gate gradients, ``dW_hh = sum_t dgh_t^T h_{t-1}`` and
-  ``db_hh`` are then elementwise ops or one matmul over all steps at once,
+  ``db_hh`` are then elementwise ops or matmuls over blocks of steps,
   instead of a 3H x H accumulation inside the loop (plain autodiff). At a
   restart (``keep == 0``) the gradient of the step's input state goes to
-  ``h0`` instead of the previous step.
+  ``h0`` instead of the previous step. Steps at or after ``length`` (zero
+  outputs in the forward pass) are skipped here too.
 
   Args:
     res: residuals from `_recurrence_fwd`.
     dhs: float32[T, B, H] cotangent of the outputs.
 
   Returns:
-    Cotangents of ``(w_hh, b_hh, h0, gi, keep)``; ``keep`` is treated as a
-    constant (zero cotangent).
+    Cotangents of ``(w_hh, b_hh, h0, gi, keep, length)``; ``keep`` and
+    ``length`` are treated as constants.
   """
-  w_hh, h0, keep, hs, r, z, n, hn = res
+  w_hh, h0, keep, length, hs, r, z, n, hn = res
   shifted = jnp.concatenate([h0[None], hs[:-1]], axis=0)
   h_prev = jnp.where(keep > 0, shifted, h0)  # [T, B, H] input states
   d_an = (1.0 - z) * (1.0 - n * n)  # dh_t / d(candidate pre-activation)
@@ -263,25 +274,26 @@ def _recurrence_bwd(res, dhs):
   d_hn = d_an * r  # dh_t / d(h_{t-1} @ W_hn.T + b_hn)
   coef_gh = jnp.concatenate([d_ar, d_az, d_hn], axis=-1)  # [T, B, 3H]
 
-  def step(carry, inputs):
-    dh, dh0 = carry
-    dh_out, coef, z_t, k = inputs
-    g = dh_out + dh
-    dgh = jnp.concatenate([g, g, g], axis=-1) * coef
-    d_in = g * z_t + dgh @ w_hh  # gradient of this step's input state
-    return (k * d_in, dh0 + (1.0 - k) * d_in), g
+  def body(i, carry):
+    dh, dh0, gs = carry
+    t = length - 1 - i
+    g = dhs[t] + dh
+    dgh = jnp.concatenate([g, g, g], axis=-1) * coef_gh[t]
+    d_in = g * z[t] + dgh @ w_hh  # gradient of this step's input state
+    k = keep[t]
+    return k * d_in, dh0 + (1.0 - k) * d_in, gs.at[t].set(g)
 
-  (dh, dh0), g = jax.lax.scan(
-    step,
-    (jnp.zeros_like(h0), jnp.zeros_like(h0)),
-    (dhs, coef_gh, z, keep),
-    reverse=True,
+  dh, dh0, g = jax.lax.fori_loop(
+    0,
+    length,
+    body,
+    (jnp.zeros_like(h0), jnp.zeros_like(h0), jnp.zeros_like(dhs)),
   )
   dgh = jnp.concatenate([g * d_ar, g * d_az, g * d_hn], axis=-1)
   dgi = jnp.concatenate([g * d_ar, g * d_az, g * d_an], axis=-1)
   dw_hh = jnp.einsum('tbg,tbh->gh', dgh, h_prev)
   db_hh = jnp.sum(dgh, axis=(0, 1))
-  return dw_hh, db_hh, dh + dh0, dgi, jnp.zeros_like(keep)
+  return dw_hh, db_hh, dh + dh0, dgi, jnp.zeros_like(keep), None
 
 
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
@@ -292,8 +304,9 @@ def gru_recurrence(
   h0: jax.Array,
   gi: jax.Array,
   resets: jax.Array | None = None,
+  length: jax.Array | None = None,
 ) -> jax.Array:
-  """Runs the recurrence of one GRU layer over time with ``lax.scan``.
+  """Runs the recurrence of one GRU layer over time in a loop over steps.
 
   Only the hidden-to-hidden part is inside the scan; the input projections
   ``gi`` are computed beforehand for all steps as one matmul. Reverse-mode
@@ -310,6 +323,8 @@ def gru_recurrence(
     gi: float32[T, B, 3H] input projections, time major.
     resets: optional bool[T, B]; where True, step t starts again from ``h0``
       instead of step t-1's state (several sequences packed in one row).
+    length: optional int32 scalar: only the first ``length`` steps are
+      computed (and differentiated); later outputs are zeros. None: all T.
 
   Returns:
     float32[T, B, H] hidden state after every step.
@@ -318,7 +333,10 @@ def gru_recurrence(
     keep = jnp.ones(gi.shape[:2] + (1,), gi.dtype)
   else:
     keep = 1.0 - resets.astype(gi.dtype)[..., None]
-  return _recurrence(layer['w_hh'], layer['b_hh'], h0, gi, keep)
+  if length is None:
+    length = gi.shape[0]
+  length = jnp.asarray(length, jnp.int32)
+  return _recurrence(layer['w_hh'], layer['b_hh'], h0, gi, keep, length)
 
 
 def run_rnn(
@@ -328,6 +346,7 @@ def run_rnn(
   starts: jax.Array | None = None,
   dropout_rate: float = 0.0,
   dropout_key: jax.Array | None = None,
+  length: jax.Array | None = None,
 ) -> jax.Array:
   """Runs the stacked GRU over whole sequences from ``init_hidden``.
 
@@ -344,27 +363,54 @@ def run_rnn(
     dropout_rate: dropout on the outputs of every layer but the last (as
       ``torch.nn.GRU(dropout=...)`` in training mode).
     dropout_key: PRNG key, required when dropout is active.
+    length: optional int32 scalar: the steps from it on are padding in every
+      row, so the recurrences skip them (`gru_recurrence`); outputs there
+      are unspecified. None: all T steps are computed.
 
   Returns:
     float32[B, T, H] top-layer outputs.
   """
-  layers = params['rnn']
-  batch = inputs.shape[0]
   x = jnp.swapaxes(inputs, 0, 1)  # [T, B, D]: scan runs over the leading axis
+  return jnp.swapaxes(
+    _run_rnn_time_major(
+      params,
+      x,
+      starts=starts,
+      dropout_rate=dropout_rate,
+      dropout_key=dropout_key,
+      length=length,
+    ),
+    0,
+    1,
+  )
+
+
+def _run_rnn_time_major(
+  params: Params,
+  x: jax.Array,
+  *,
+  starts: jax.Array | None,
+  dropout_rate: float,
+  dropout_key: jax.Array | None,
+  length: jax.Array | None,
+) -> jax.Array:
+  """`run_rnn` on float32[T, B, D] inputs; float32[T, B, H] outputs."""
+  layers = params['rnn']
+  batch = x.shape[1]
   resets = None if starts is None else jnp.swapaxes(starts, 0, 1)
   for i, layer in enumerate(layers):
     gi = x @ layer['w_ih'].T + layer['b_ih']
     h0 = jnp.broadcast_to(
       params['init_hidden'][i], (batch, params['init_hidden'].shape[-1])
     )
-    x = gru_recurrence(layer, h0, gi, resets)
+    x = gru_recurrence(layer, h0, gi, resets, length)
     if dropout_rate > 0.0 and i + 1 < len(layers):
       if dropout_key is None:
         raise ValueError('dropout_rate > 0 needs a dropout_key')
       dropout_key, sub = jax.random.split(dropout_key)
       keep = jax.random.bernoulli(sub, 1.0 - dropout_rate, x.shape)
       x = jnp.where(keep, x / (1.0 - dropout_rate), 0.0)
-  return jnp.swapaxes(x, 0, 1)
+  return x
 
 
 # Steps per block of `segment_cumulative_mean`: its work is T x BLOCK per
@@ -435,6 +481,7 @@ def predict_means(
   starts: jax.Array | None = None,
   dropout_rate: float = 0.0,
   dropout_key: jax.Array | None = None,
+  length: jax.Array | None = None,
 ) -> jax.Array:
   """Training-time predictions: mu_t for every observation of a speaker.
 
@@ -450,22 +497,27 @@ def predict_means(
       (see `data.SampleSet.batch`); None: one sub-sequence per row.
     dropout_rate: see `run_rnn`.
     dropout_key: see `run_rnn`.
+    length: see `run_rnn`: every row is padding from this step on (training
+      passes its batch's longest row), so the network skips those steps.
 
   Returns:
-    float32[B, T, D] where ``[:, t]`` predicts ``observations[:, t]``.
+    float32[B, T, D] where ``[:, t]`` predicts ``observations[:, t]`` (for
+    ``t < length``).
   """
   if starts is None:  # one sub-sequence per row, from step 0
     starts = jnp.zeros(observations.shape[:2], bool).at[:, 0].set(True)
   shifted = jnp.pad(observations[:, :-1], ((0, 0), (1, 0), (0, 0)))
   shifted = jnp.where(starts[..., None], 0.0, shifted)
-  out = run_rnn(
+  out = _run_rnn_time_major(
     params,
-    shifted,
+    jnp.swapaxes(shifted, 0, 1),
     starts=starts,
     dropout_rate=dropout_rate,
     dropout_key=dropout_key,
+    length=length,
   )
-  return segment_cumulative_mean(mean_head(params['head'], out), starts)
+  means = mean_head(params['head'], out)
+  return segment_cumulative_mean(jnp.swapaxes(means, 0, 1), starts)
 
 
 def params_from_torch(
