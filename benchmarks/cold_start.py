@@ -12,9 +12,13 @@ process, one after the other:
 3. ours, second process sharing that cache: ``fit(N)`` (compiled programs
    loaded from disk), then again (warm).
 
-Ratios are the reference's mean ``fit`` wall time over ours (same number of
-iterations of the same batch size on the same data, so a ratio of
-throughputs). Each of our phases also reports how many programs XLA
+The three phases form a round, repeated ``--repeats`` times (3 by default,
+each round with an empty cache of its own): the reference's speed on this
+machine varies by up to 1.8x from one process to the next (74-139 ms per
+iteration seen), so one round says little. Ratios are the reference's mean
+``fit`` wall time over ours in the same round (same number of iterations of
+the same batch size on the same data, so a ratio of throughputs); the table
+gives their median over rounds and the range. Each of our phases also reports how many programs XLA
 compiled and their total compile time, from jax's monitoring events.
 
 Usage (from the repository root):
@@ -260,6 +264,12 @@ def main(argv: Sequence[str] | None = None) -> None:
   )
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument(
+    '--repeats',
+    type=int,
+    default=3,
+    help='rounds of (reference, first, second process); medians reported',
+  )
+  parser.add_argument(
     '--torch_threads', type=int, default=0, help="0: torch's default"
   )
   parser.add_argument(
@@ -288,14 +298,39 @@ def main(argv: Sequence[str] | None = None) -> None:
 
   passed = list(sys.argv[1:] if argv is None else argv)
   command = 'python ' + shlex.join([os.path.relpath(__file__, REPO), *passed])
-  with tempfile.TemporaryDirectory(prefix='uisrnn_jax_cold_') as tmp:
-    cache = args.cache or os.path.join(tmp, 'jax_cache')
-    load_before = uptime()
-    ref = run_phase('reference', passed, cache)
-    first = run_phase('ours', passed, cache)
-    second = run_phase('ours', passed, cache)
-    load_after = uptime()
-  ref_s = sum(c['wall_s'] for c in ref['calls']) / len(ref['calls'])
+  load_before = uptime()
+  rounds = []
+  for _ in range(args.repeats):
+    # A round: the reference, then ours twice on a cache of the round's own,
+    # back to back, so that each ratio compares runs minutes apart at most.
+    with tempfile.TemporaryDirectory(prefix='uisrnn_jax_cold_') as tmp:
+      cache = args.cache or os.path.join(tmp, 'jax_cache')
+      rounds.append(
+        {
+          'reference': run_phase('reference', passed, cache),
+          'first process': run_phase('ours', passed, cache),
+          'second process': run_phase('ours', passed, cache),
+        }
+      )
+  load_after = uptime()
+  print_rounds(args, command, rounds, load_before, load_after)
+
+
+def _spread(values: Sequence[float], fmt: str) -> str:
+  """``median (min-max)`` of ``values``, or the value alone for one."""
+  import numpy as np
+
+  if len(values) == 1:
+    return format(values[0], fmt)
+  return (
+    f'{format(float(np.median(values)), fmt)} '
+    f'({format(min(values), fmt)}-{format(max(values), fmt)})'
+  )
+
+
+def print_rounds(args, command, rounds, load_before, load_after) -> None:
+  """The markdown table: each phase's median over rounds (and range), and
+  its ratio to the reference of the same round."""
   n = args.iters
   print(f'Command: `{command}`')
   print(f'Load before: `{load_before}`; after: `{load_after}`.')
@@ -303,38 +338,53 @@ def main(argv: Sequence[str] | None = None) -> None:
     f'Data: {args.data}'
     + (f', {args.sequences} sequences' if args.data == 'toy' else '')
     + f'; fit({n}) x {args.calls} per process; the model is built inside '
-    'the first timing.'
+    f'the first timing; {len(rounds)} round(s) of reference, first and '
+    'second process; medians over rounds (min-max).'
   )
   print()
   print(
-    '| phase | wall (s) | ms / iteration | vs reference | XLA programs '
-    'built, time |'
+    '| phase | ms / iteration | vs reference (same round) | XLA programs '
+    'built (from the cache), time |'
   )
-  print('|---|---:|---:|---:|---:|')
-  for i, c in enumerate(ref['calls']):
+  print('|---|---:|---:|---:|')
+  ref = [
+    sum(c['wall_s'] for c in r['reference']['calls'])
+    / len(r['reference']['calls'])
+    for r in rounds
+  ]
+  for i in range(args.calls):
     print(
-      f'| reference, call {i + 1} | {c["wall_s"]:.1f} | '
-      f'{1e3 * c["wall_s"] / n:.0f} | 1.00x | - |'
+      f'| reference, call {i + 1} | '
+      + _spread(
+        [1e3 * r['reference']['calls'][i]['wall_s'] / n for r in rounds], '.0f'
+      )
+      + ' | 1.00x | - |'
     )
-  for name, phase in (('first process', first), ('second process', second)):
-    for i, c in enumerate(phase['calls']):
-      label = f'ours, {name}, ' + ('call 1' if i == 0 else f'call {i + 1}')
+  summary = {}
+  for name in ('first process', 'second process'):
+    for i in range(args.calls):
+      calls = [r[name]['calls'][i] for r in rounds]
+      ratios = [ref_s / c['wall_s'] for ref_s, c in zip(ref, calls)]
+      summary[(name, i)] = _spread(ratios, '.2f')
       print(
-        f'| {label} | {c["wall_s"]:.1f} | {1e3 * c["wall_s"] / n:.0f} | '
-        f'**{ref_s / c["wall_s"]:.2f}x** | {c["compiles"]} '
-        f'({c["cache_hits"]} from the cache), {c["compile_s"]:.1f} s |'
+        f'| ours, {name}, call {i + 1} | '
+        + _spread([1e3 * c['wall_s'] / n for c in calls], '.0f')
+        + f' | **{summary[(name, i)]}x** | '
+        + _spread([c['compiles'] for c in calls], '.0f')
+        + ' ('
+        + _spread([c['cache_hits'] for c in calls], '.0f')
+        + '), '
+        + _spread([c['compile_s'] for c in calls], '.1f')
+        + ' s |'
       )
   print()
-  print(
-    f'cold (first process, call 1): {ref_s / first["calls"][0]["wall_s"]:.2f}'
-    f'x; second process, call 1: {ref_s / second["calls"][0]["wall_s"]:.2f}x'
-    + (
-      f'; warm (first process, call 2): '
-      f'{ref_s / first["calls"][1]["wall_s"]:.2f}x'
-      if len(first['calls']) > 1
-      else ''
-    )
+  line = (
+    f'cold (first process, call 1): {summary[("first process", 0)]}x; '
+    f'second process, call 1: {summary[("second process", 0)]}x'
   )
+  if args.calls > 1:
+    line += f'; warm (first process, call 2): {summary[("first process", 1)]}x'
+  print(line)
 
 
 if __name__ == '__main__':

@@ -31,7 +31,7 @@ ENV_VAR = 'UISRNN_JAX_CACHE_DIR'
 DISABLED = ('', '0', 'off', 'none', 'false')
 # Programs that compile faster than this are not worth a disk entry (eager
 # ops compile in milliseconds; a training step in seconds).
-MIN_COMPILE_SECONDS = 0.2
+MIN_COMPILE_SECONDS = 0.0
 MAX_BYTES = 2 << 30
 
 
