@@ -11,9 +11,9 @@ repository root; point elsewhere with
 Every choice below was measured on dev; the runs and what each setting
 changed are in benchmarks/librisim_tuning.md.
 
-The shipped pretrained model (`uisrnn_jax.pretrained`) was trained with this
-config on simulated conversations (README, "Pretrained model"); it decodes
-as its model card reports with
+The shipped pretrained model (`uisrnn_jax.pretrained`) is this config
+trained on LibriSim ``train.npz`` with seed 0 (README, "Pretrained model");
+it decodes as its model card reports with
 
   python infer.py --config=configs/librisim.py \
     --workdir=$(python -m uisrnn_jax.pretrained) --input=F.npz

@@ -81,7 +81,7 @@ def tiny_checkpoint(workdir):
   config.decode.speaker_overflow = 'disallow'  # untrained: many speakers
   state = train.create_train_state(jax.random.key(0), config)
   state = state.replace(
-    transition_bias=np.float32(0.2), crp_alpha=np.float32(1.0)
+    transition_bias=np.float32(0.5), crp_alpha=np.float32(10.0)
   )
   checkpoint.save_checkpoint(workdir, state, config)
 

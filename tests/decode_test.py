@@ -312,7 +312,7 @@ class BruteForceTest(parameterized.TestCase):
     # two hypotheses (00, 01) and the second scores every extension, so a
     # beam of 3 finds the best of all 15 labelings.
     config = settings(look_ahead=2)
-    params = random_params(7, depth=2)
+    params = random_params(11, depth=2)  # one whose winners differ
     p0, alpha = 0.4, 1.0
     labelings = [
       tup
@@ -413,7 +413,11 @@ class BatchingTest(absltest.TestCase):
   def test_same_bucket_does_not_recompile(self):
     params = random_params(5)
     rng = np.random.default_rng(5)
-    kw = dict(transition_bias=0.3, crp_alpha=1.0, config=settings())
+    kw = dict(
+      transition_bias=0.3,
+      crp_alpha=1.0,
+      config=settings(speaker_overflow='disallow'),
+    )
     decode.predict_labels(params, [clustered_sequence(rng, 3)], **kw)
     with compile_log() as log:
       for n in (9, 16, 1):  # all in the bucket of 16

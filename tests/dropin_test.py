@@ -594,8 +594,8 @@ class OnlinePredictTest(parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    # Untrained weights, a small fixed sigma2 and a high p0 on three
-    # clusters: five speakers with returns, without training.
+    # Untrained weights, a small fixed sigma2, a high p0 and a high
+    # crp_alpha on three clusters: eight speakers without training.
     cls.model = uisrnn_jax.UISRNN(
       argparse.Namespace(
         observation_dim=4,
@@ -603,6 +603,7 @@ class OnlinePredictTest(parameterized.TestCase):
         rnn_depth=1,
         transition_bias=0.6,
         sigma2=0.1,
+        crp_alpha=20.0,
         verbosity=1,
       )
     )

@@ -27,6 +27,41 @@ KW = dict(sigma_alpha=1.0, sigma_beta=1.0, regularization_weight=0.1)
 
 
 class LossesTest(parameterized.TestCase):
+  def test_real_length(self):
+    mask = np.zeros((3, 7), bool)
+    self.assertEqual(int(losses.real_length(mask)), 0)
+    mask[1, :4] = True
+    self.assertEqual(int(losses.real_length(mask)), 4)
+    mask[2, 5] = True  # not a prefix: still one past the last real step
+    self.assertEqual(int(jax.jit(losses.real_length)(mask)), 6)
+
+  def test_padding_past_the_longest_row_changes_nothing(self):
+    # The network stops at the longest real row (`real_length`), so a batch
+    # padded with 9 more steps of large values has the loss and gradients
+    # of the same batch cut to its real steps.
+    rng = np.random.default_rng(3)
+    params = model.init_params(
+      jax.random.key(2), observation_dim=3, hidden_size=5, depth=2
+    )
+    lengths = [4, 1, 6]
+    short = _batch(rng.normal(size=(3, 6, 3)), lengths)
+    long = _batch(
+      np.concatenate([short['observations'], np.full((3, 9, 3), 50.0)], 1),
+      lengths,
+    )
+
+    def value_and_grad(b):
+      return jax.jit(
+        jax.value_and_grad(
+          lambda p: losses.total_loss(p, b, jax.random.key(0), **KW)[0]
+        )
+      )(params)
+
+    (v_short, g_short), (v_long, g_long) = map(value_and_grad, (short, long))
+    self.assertAlmostEqual(float(v_short), float(v_long), places=5)
+    for a, b in zip(jax.tree.leaves(g_short), jax.tree.leaves(g_long)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
   def test_hand_computed_case(self):
     # One speaker, observations 1 and 3, a padded third step holding 100.
     # Means are all 2, sigma2 = 0.5, N = 2 real steps.

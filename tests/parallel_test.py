@@ -130,6 +130,7 @@ def _child():
   # two length buckets), against single-device decoding.
   state = runs['all']
   config = _tiny_config(8)
+  config.decode.max_speakers = 8  # the briefly trained model over-splits
   test_seqs, _ = _toy_data(seed=3, num=7)
   test_seqs.append(np.concatenate(test_seqs[:2]))
   kw = dict(
