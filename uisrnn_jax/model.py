@@ -248,7 +248,7 @@ def _recurrence_bwd(res, dhs):
   known from the forward pass (``coef_gh``). So the reverse scan does one
   matmul per step, ``dh_{t-1} = g_t * z_t + dgh_t @ W_hh``, and emits
   ``g_t``; the gate gradients, ``dW_hh = sum_t dgh_t^T h_{t-1}`` and
-  ``db_hh`` are then elementwise ops or matmuls over blocks of steps,
+  ``db_hh`` are then elementwise ops or one matmul over all steps at once,
   instead of a 3H x H accumulation inside the loop (plain autodiff). At a
   restart (``keep == 0``) the gradient of the step's input state goes to
   ``h0`` instead of the previous step. Steps at or after ``length`` (zero
@@ -305,7 +305,7 @@ def gru_recurrence(
 ) -> jax.Array:
   """Runs the recurrence of one GRU layer over time in a loop over steps.
 
-  Only the hidden-to-hidden part is inside the scan; the input projections
+  Only the hidden-to-hidden part is inside the loop; the input projections
   ``gi`` are computed beforehand for all steps as one matmul. Reverse-mode
   gradients come from a hand-written VJP (`_recurrence_bwd`) whose reverse
   scan carries only dL/dh, so the weight gradients are one matmul over all
@@ -367,33 +367,9 @@ def run_rnn(
   Returns:
     float32[B, T, H] top-layer outputs.
   """
-  x = jnp.swapaxes(inputs, 0, 1)  # [T, B, D]: scan runs over the leading axis
-  return jnp.swapaxes(
-    _run_rnn_time_major(
-      params,
-      x,
-      starts=starts,
-      dropout_rate=dropout_rate,
-      dropout_key=dropout_key,
-      length=length,
-    ),
-    0,
-    1,
-  )
-
-
-def _run_rnn_time_major(
-  params: Params,
-  x: jax.Array,
-  *,
-  starts: jax.Array | None,
-  dropout_rate: float,
-  dropout_key: jax.Array | None,
-  length: jax.Array | None,
-) -> jax.Array:
-  """`run_rnn` on float32[T, B, D] inputs; float32[T, B, H] outputs."""
   layers = params['rnn']
-  batch = x.shape[1]
+  batch = inputs.shape[0]
+  x = jnp.swapaxes(inputs, 0, 1)  # [T, B, D]: time steps lead
   resets = None if starts is None else jnp.swapaxes(starts, 0, 1)
   for i, layer in enumerate(layers):
     gi = x @ layer['w_ih'].T + layer['b_ih']
@@ -407,7 +383,7 @@ def _run_rnn_time_major(
       dropout_key, sub = jax.random.split(dropout_key)
       keep = jax.random.bernoulli(sub, 1.0 - dropout_rate, x.shape)
       x = jnp.where(keep, x / (1.0 - dropout_rate), 0.0)
-  return x
+  return jnp.swapaxes(x, 0, 1)
 
 
 # Steps per block of `segment_cumulative_mean`: its work is T x BLOCK per
@@ -505,16 +481,15 @@ def predict_means(
     starts = jnp.zeros(observations.shape[:2], bool).at[:, 0].set(True)
   shifted = jnp.pad(observations[:, :-1], ((0, 0), (1, 0), (0, 0)))
   shifted = jnp.where(starts[..., None], 0.0, shifted)
-  out = _run_rnn_time_major(
+  out = run_rnn(
     params,
-    jnp.swapaxes(shifted, 0, 1),
+    shifted,
     starts=starts,
     dropout_rate=dropout_rate,
     dropout_key=dropout_key,
     length=length,
   )
-  means = mean_head(params['head'], out)
-  return segment_cumulative_mean(jnp.swapaxes(means, 0, 1), starts)
+  return segment_cumulative_mean(mean_head(params['head'], out), starts)
 
 
 def params_from_torch(
