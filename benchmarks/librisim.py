@@ -158,9 +158,11 @@ def decode_ours(trained: dict, dataset) -> list[dict]:
   return rows
 
 
-def resegmented(row: dict, state, dev, rounds: int) -> dict:
+def resegmented(row: dict, state, dev) -> dict:
   """``row``'s labels refined by `uisrnn_jax.resegment` with the trained
-  model's sigma2 and p0 (the same step as our own decoding's)."""
+  model's sigma2 and p0 and the config's resegmentation settings (the same
+  step as our own decoding's)."""
+  settings = librisim.get_config().decode
   weight = 1.0 / (2.0 * np.asarray(state.params['sigma2'], np.float32))
   refine = jax.jit(
     jax.vmap(
@@ -168,8 +170,11 @@ def resegmented(row: dict, state, dev, rounds: int) -> dict:
         resegment.resegment,
         weight=weight,
         transition_bias=float(state.transition_bias),
-        iterations=rounds,
-        num_slots=librisim.get_config().decode.max_speakers,
+        iterations=settings.resegment_iterations,
+        num_slots=settings.max_speakers,
+        emission=settings.resegment_emission,
+        neighbours=settings.resegment_neighbours,
+        exclude=settings.resegment_exclude,
       )
     )
   )
@@ -397,7 +402,7 @@ def main(argv=None) -> None:
     for name, clusterer in spectral_clusterers().items():
       rows.append(run_spectral(name, clusterer, dev))
       if state is not None and rounds and name == TURN_TO_DIARIZE:
-        rows.append(resegmented(rows[-1], state, dev, rounds))
+        rows.append(resegmented(rows[-1], state, dev))
   print_table('LibriSim dev', dev, rows, load_before)
   if 'uisrnn' in only and args.uisrnn_iterations < 7000:
     print(

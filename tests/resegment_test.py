@@ -20,7 +20,14 @@ from uisrnn_jax import decode, resegment
 
 # One compilation per (iterations, shape), shared by the random cases.
 _resegment = jax.jit(
-  resegment.resegment, static_argnames=('iterations', 'num_slots')
+  resegment.resegment,
+  static_argnames=(
+    'iterations',
+    'num_slots',
+    'emission',
+    'neighbours',
+    'exclude',
+  ),
 )
 
 
@@ -211,8 +218,148 @@ class ResegmentTest(parameterized.TestCase):
     np.testing.assert_array_equal(converged, more)
 
 
-class DecoderOptionTest(absltest.TestCase):
-  def test_decoder_equals_resegmenting_its_labels(self):
+def brute_force_neighbour_emissions(x, labels, mask, weight, s, m, exclude):
+  """`resegment.neighbour_emissions` by loops in float64."""
+  t = len(x)
+  out = np.full((t, s), -np.inf)
+  for i in range(t):
+    for k in range(s):
+      d = sorted(
+        float(np.sum(weight * (x[i] - x[j]) ** 2))
+        for j in range(t)
+        if mask[j] and labels[j] == k and abs(i - j) > exclude
+      )
+      if d:
+        out[i, k] = -np.mean(d[:m])
+  return out
+
+
+class NeighbourEmissionTest(parameterized.TestCase):
+  @parameterized.parameters(
+    (0, 3, 0, 64), (1, 10, 2, 64), (2, 1, 3, 5), (3, 40, 1, 7)
+  )
+  def test_matches_brute_force(self, seed, neighbours, exclude, block):
+    """Fewer members than neighbours, members only inside the excluded span
+    (-inf), padding that is never a neighbour, and row blocks that do not
+    divide T."""
+    rng = np.random.default_rng(seed)
+    t, s, d = 23, 4, 3
+    x = rng.normal(size=(t, d))
+    labels = rng.integers(0, s, t)
+    labels[:2] = 3  # speaker 3: two adjacent observations only
+    labels[2:][labels[2:] == 3] = 0
+    mask = np.arange(t) < 20
+    weight = 0.5 + rng.random(d)
+    got = resegment.neighbour_emissions(
+      jnp.asarray(x, jnp.float32),
+      jnp.asarray(labels, jnp.int32),
+      jnp.asarray(mask),
+      jnp.asarray(weight, jnp.float32),
+      num_slots=s,
+      neighbours=neighbours,
+      exclude=exclude,
+      block=block,
+    )
+    want = brute_force_neighbour_emissions(
+      x, labels, mask, weight, s, neighbours, exclude
+    )
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(
+      np.asarray(got)[finite], want[finite], rtol=1e-4, atol=1e-4
+    )
+
+  def test_two_recordings_of_one_speaker(self):
+    """1-D: speaker 0 was recorded at 0 (positions 0-3) and at 2 (4-7),
+    speaker 1 is at 1 (8-11), and the beam gave position 12 (at 2) to
+    speaker 1. Centroids are 1.0 for speaker 0 and 1.2 for speaker 1, so
+    every observation at 2 is nearer speaker 1's (squared distance 0.64
+    against 1): the centroid emission hands speaker 0's second recording to
+    speaker 1. Speaker 0's nearest observations to them are at distance 0,
+    speaker 1's at 1, so the neighbour emission keeps positions 4-7 and
+    moves position 12 to speaker 0."""
+    x = jnp.array([[0.0]] * 4 + [[2.0]] * 4 + [[1.0]] * 4 + [[2.0]])
+    labels = jnp.array([0] * 8 + [1] * 5)
+    mask = jnp.ones(13, bool)
+    common = dict(
+      weight=jnp.array([8.0]), transition_bias=0.1, iterations=5, num_slots=3
+    )
+    centroid = resegment.resegment(x, mask, labels, **common)
+    np.testing.assert_array_equal(centroid, [0] * 4 + [1] * 9)
+    moved = resegment.resegment(
+      x, mask, labels, emission='neighbours', neighbours=3, **common
+    )
+    np.testing.assert_array_equal(moved, [0] * 8 + [1] * 4 + [0])
+
+  def test_speaker_inside_its_excluded_span_is_dropped(self):
+    """Speaker 2 holds three consecutive windows (positions 5-7): with
+    exclude 1, position 6 has no usable neighbour of speaker 2, so the
+    speaker is dropped and its windows go to the others."""
+    x = jnp.array([[0.0]] * 5 + [[0.5]] * 3 + [[1.0]] * 5)
+    labels = jnp.array([0] * 5 + [2] * 3 + [1] * 5)
+    out = resegment.resegment(
+      x,
+      jnp.ones(13, bool),
+      labels,
+      weight=jnp.array([2.0]),
+      transition_bias=0.2,
+      iterations=5,
+      num_slots=3,
+      emission='neighbours',
+      neighbours=2,
+      exclude=1,
+    )
+    self.assertNotIn(2, np.asarray(out).tolist())
+    np.testing.assert_array_equal(out[:5], 0)
+    np.testing.assert_array_equal(out[8:], 1)
+
+  @parameterized.parameters(range(4))
+  def test_no_new_speakers_and_padding_kept(self, seed):
+    rng = np.random.default_rng(seed)
+    t, s = 40, 5
+    x = jnp.asarray(
+      clustered_sequence(rng, t, num_clusters=3, spread=1.0, noise=0.6),
+      jnp.float32,
+    )
+    length = int(rng.integers(10, t + 1))
+    mask = jnp.arange(t) < length
+    labels = jnp.asarray(rng.integers(0, s, t), jnp.int32)
+    out = np.asarray(
+      _resegment(
+        x,
+        mask,
+        labels,
+        weight=jnp.full((x.shape[1],), 0.7),
+        transition_bias=0.2,
+        iterations=6,
+        num_slots=s,
+        emission='neighbours',
+        neighbours=4,
+        exclude=int(rng.integers(0, 3)),
+      )
+    )
+    self.assertLessEqual(
+      set(out[:length].tolist()), set(np.asarray(labels)[:length].tolist())
+    )
+    np.testing.assert_array_equal(out[length:], labels[length:])
+
+  def test_bad_arguments(self):
+    x, mask, labels = jnp.zeros((4, 1)), jnp.ones(4, bool), jnp.zeros(4, int)
+    common = dict(weight=jnp.ones(1), transition_bias=0.1, iterations=1)
+    with self.assertRaisesRegex(ValueError, 'emission'):
+      resegment.resegment(x, mask, labels, emission='knn', **common)
+    with self.assertRaisesRegex(ValueError, 'neighbours'):
+      resegment.resegment(
+        x, mask, labels, emission='neighbours', neighbours=0, **common
+      )
+
+
+class DecoderOptionTest(parameterized.TestCase):
+  @parameterized.parameters(
+    {'emission': 'centroid', 'exclude': 0},
+    {'emission': 'neighbours', 'exclude': 1},
+  )
+  def test_decoder_equals_resegmenting_its_labels(self, emission, exclude):
     """``resegment_iterations`` in the batch decoder == resegmenting the
     plain decoder's labels, then renumbering by first appearance."""
     params = random_params(1, sigma2=0.3)
@@ -225,7 +372,13 @@ class DecoderOptionTest(absltest.TestCase):
       beam_size=3, test_iteration=1, max_speakers=6, speaker_overflow='disallow'
     )
     refined = decode.DecodeSettings(
-      **{**vars(plain), 'resegment_iterations': 4}
+      **{
+        **vars(plain),
+        'resegment_iterations': 4,
+        'resegment_emission': emission,
+        'resegment_neighbours': 3,
+        'resegment_exclude': exclude,
+      }
     )
     p0, alpha = 0.2, 1.0
     base = decode.predict_labels(
@@ -245,6 +398,9 @@ class DecoderOptionTest(absltest.TestCase):
         transition_bias=p0,
         iterations=4,
         num_slots=6,
+        emission=emission,
+        neighbours=3,
+        exclude=exclude,
       )
       want = decode.renumber(want, jnp.ones(len(seq), bool), 6)
       np.testing.assert_array_equal(g, want)
@@ -254,6 +410,12 @@ class DecoderOptionTest(absltest.TestCase):
   def test_settings_validation(self):
     with self.assertRaisesRegex(ValueError, 'resegment_iterations'):
       decode.DecodeSettings(resegment_iterations=-1)
+    with self.assertRaisesRegex(ValueError, 'resegment_emission'):
+      decode.DecodeSettings(resegment_emission='knn')
+    with self.assertRaisesRegex(ValueError, 'resegment_neighbours'):
+      decode.DecodeSettings(resegment_neighbours=0)
+    with self.assertRaisesRegex(ValueError, 'resegment_exclude'):
+      decode.DecodeSettings(resegment_exclude=-1)
     with self.assertRaisesRegex(TypeError, 'resegment_iterations'):
       decode.DecodeSettings(resegment_iterations=1.5)
 
@@ -263,11 +425,12 @@ class DecoderOptionTest(absltest.TestCase):
     from uisrnn_jax import config_check
 
     config = default.get_config()
-    del config.decode['resegment_iterations']
+    for name in ('iterations', 'emission', 'neighbours', 'exclude'):
+      del config.decode[f'resegment_{name}']
     config_check.validate_config(config)
-    self.assertEqual(
-      decode.DecodeSettings.from_config(config.decode).resegment_iterations, 0
-    )
+    settings = decode.DecodeSettings.from_config(config.decode)
+    self.assertEqual(settings.resegment_iterations, 0)
+    self.assertEqual(settings.resegment_emission, 'centroid')
     config.decode.resegment_iterations = -2
     with self.assertRaisesRegex(ValueError, 'resegment_iterations'):
       config_check.validate_config(config)

@@ -109,6 +109,14 @@ class DecodeSettings:
       to the beam search's labels (`uisrnn_jax.resegment`; offline, so the
       streaming decoder refuses it); 0 turns it off. A resegmentation that
       leaves fewer than ``min_speakers`` speakers is not used.
+    resegment_emission: ``'centroid'`` (each speaker's mean) or
+      ``'neighbours'`` (the mean distance to a speaker's nearest
+      observations; see `uisrnn_jax.resegment`).
+    resegment_neighbours: nearest observations per speaker averaged by the
+      ``'neighbours'`` emission.
+    resegment_exclude: observations on either side of each one that are not
+      its neighbours: sliding windows that share audio with it (3 for 1.6 s
+      windows every 0.4 s; 0 for independent observations).
     min_speakers: the least number of speakers of the returned labels
       (offline only; 1 = no constraint; a sequence shorter than this gets
       one speaker per observation).
@@ -121,6 +129,9 @@ class DecodeSettings:
   speaker_overflow: str = _DEFAULTS.speaker_overflow
   mean_rule: str = _DEFAULTS.mean_rule
   resegment_iterations: int = _DEFAULTS.resegment_iterations
+  resegment_emission: str = _DEFAULTS.resegment_emission
+  resegment_neighbours: int = _DEFAULTS.resegment_neighbours
+  resegment_exclude: int = _DEFAULTS.resegment_exclude
   min_speakers: int = _DEFAULTS.min_speakers
 
   def __post_init__(self):
@@ -807,6 +818,9 @@ def _decode_batch(
       transition_bias=transition_bias,
       iterations=settings.resegment_iterations,
       num_slots=settings.num_slots,
+      emission=settings.resegment_emission,
+      neighbours=settings.resegment_neighbours,
+      exclude=settings.resegment_exclude,
     )
     refined = jax.vmap(refine)(observations, mask, labels)
     if settings.min_speakers > 1:

@@ -86,6 +86,13 @@ def get_config() -> ml_collections.ConfigDict:
   # Rounds of Viterbi resegmentation after the beam search (offline; 0 = off;
   # see uisrnn_jax/resegment.py).
   config.decode.resegment_iterations = 0
+  # What a speaker's emission is in resegmentation: 'centroid' (its mean) or
+  # 'neighbours' (mean distance to its resegment_neighbours nearest
+  # observations, not counting the resegment_exclude on either side: windows
+  # that share audio).
+  config.decode.resegment_emission = 'centroid'
+  config.decode.resegment_neighbours = 10
+  config.decode.resegment_exclude = 0
   # Speaker count (pyannote's names; see decode.speaker_count_config):
   # min_speakers, the least number of speakers of the labels (1: any;
   # offline only); num_speakers, when set, fixes the count (min_speakers =

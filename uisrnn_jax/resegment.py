@@ -24,6 +24,19 @@ any new parameter: sigma2 and p0 are the trained model's. It needs the whole
 sequence, so it is applied by the batch decoder (``decode.resegment_iterations
 > 0``) and never by the streaming decoder.
 
+``emission='neighbours'`` replaces the centroid by the speaker's nearest
+observations: the emission of observation ``t`` for speaker ``s`` is minus the
+mean weighted squared distance ``sum_d weight_d (x_t,d - x_u,d)^2`` to the
+``neighbours`` observations ``u`` of ``s`` closest to ``x_t``, leaving out
+``t`` itself and the ``exclude`` observations on either side of it (sliding
+windows that share audio with ``t``). A speaker whose observations come
+from several recordings forms several clusters of d-vectors, which one
+centroid sits between; the nearest ones stay within the right cluster. A
+speaker with no observation outside some ``t``'s excluded span (a spurious
+speaker of a few consecutive windows) has no emission there and is dropped.
+That round is no longer a coordinate ascent of one objective, so the loop
+stops at a fixed point or after ``iterations`` rounds, whichever is first.
+
 Everything here is pure and jittable, with static shapes: ``T`` observations
 (a padded prefix), ``S`` speaker slots.
 
@@ -39,6 +52,9 @@ import jax.numpy as jnp
 # Full float32 matrix products on every backend (TPUs default to bfloat16
 # passes, which would blur centroids and distances).
 _FULL_FLOAT32 = jax.lax.Precision.HIGHEST
+
+EMISSIONS = ('centroid', 'neighbours')
+"""The values of `resegment`'s ``emission``."""
 
 
 def speaker_means(
@@ -74,6 +90,60 @@ def emissions(
   cc = jnp.sum(means * means * weight, axis=-1)
   xc = jnp.dot(observations, (means * weight).T, precision=_FULL_FLOAT32)
   return -(xx[:, None] - 2.0 * xc + cc[None, :])
+
+
+def neighbour_emissions(
+  observations: jax.Array,
+  labels: jax.Array,
+  mask: jax.Array,
+  weight: jax.Array,
+  *,
+  num_slots: int,
+  neighbours: int,
+  exclude: int,
+  block: int = 64,
+) -> jax.Array:
+  """Minus the mean distance to each speaker's nearest observations.
+
+  Args:
+    observations: float32[T, D].
+    labels: int32[T] slot of every observation (ignored where not ``mask``).
+    mask: bool[T] real positions; only they are neighbours.
+    weight: float32[D] ``1 / (2 sigma2)``; distances are
+      ``sum_d weight_d (x_d - y_d)^2``, the centroid emission's units.
+    num_slots: S.
+    neighbours: the most nearest observations averaged per speaker (fewer
+      when the speaker has fewer usable ones).
+    exclude: observations on either side of ``t`` that are not its
+      neighbours (``t`` itself never is).
+    block: rows computed at once; the memory is O(block x S x T).
+
+  Returns:
+    float32[T, S]; ``-inf`` where the speaker has no observation outside
+    ``t``'s excluded span.
+  """
+  length = observations.shape[0]
+  take = min(neighbours, length)
+  positions = jnp.arange(length)
+  scaled = observations * weight
+  norms = jnp.sum(observations * scaled, axis=-1)
+  member = (labels[None, :] == jnp.arange(num_slots)[:, None]) & mask[None, :]
+  neg_inf = jnp.array(-jnp.inf, observations.dtype)
+
+  def row(inputs):
+    x, norm, position = inputs
+    cross = jnp.dot(scaled, x, precision=_FULL_FLOAT32)
+    distance = jnp.maximum(norm - 2.0 * cross + norms, 0.0)  # [T]
+    usable = member & (jnp.abs(positions - position) > exclude)[None, :]
+    nearest, _ = jax.lax.top_k(jnp.where(usable, -distance, neg_inf), take)
+    found = jnp.isfinite(nearest)
+    count = jnp.sum(found, axis=-1)
+    total = jnp.sum(jnp.where(found, nearest, 0.0), axis=-1)
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), neg_inf)
+
+  return jax.lax.map(
+    row, (observations, norms, positions), batch_size=min(block, length)
+  )
 
 
 def _switch_log_prob(log_p0: jax.Array, num_active: jax.Array) -> jax.Array:
@@ -167,8 +237,11 @@ def resegment(
   transition_bias: jax.typing.ArrayLike,
   iterations: int,
   num_slots: int | None = None,
+  emission: str = 'centroid',
+  neighbours: int = 10,
+  exclude: int = 0,
 ) -> jax.Array:
-  """Alternates centroids and Viterbi labels until the labels are stable.
+  """Alternates emissions and Viterbi labels until the labels are stable.
 
   Args:
     observations: float32[T, D] one sequence, padded at the end.
@@ -178,6 +251,9 @@ def resegment(
     transition_bias: p0 in (0, 1).
     iterations: the most rounds (static); 0 returns ``labels`` unchanged.
     num_slots: S; defaults to T (every label is then in range).
+    emission: ``'centroid'`` (each speaker's mean) or ``'neighbours'``
+      (`neighbour_emissions`); see the module docstring.
+    neighbours, exclude: see `neighbour_emissions` (``'neighbours'`` only).
 
   Returns:
     int32[T] labels in [0, S), a subset of the input's speakers, unchanged
@@ -185,21 +261,36 @@ def resegment(
   """
   if iterations < 0:
     raise ValueError(f'iterations must be >= 0, got {iterations}')
+  if emission not in EMISSIONS:
+    raise ValueError(f'emission must be one of {EMISSIONS}, got {emission!r}')
+  if neighbours < 1 or exclude < 0:
+    raise ValueError(
+      f'need neighbours >= 1 and exclude >= 0, got {neighbours}, {exclude}'
+    )
   num_slots = observations.shape[0] if num_slots is None else num_slots
   labels = labels.astype(jnp.int32)
   p0 = jnp.asarray(transition_bias, jnp.float32)
   log_stay, log_p0 = jnp.log1p(-p0), jnp.log(p0)
 
   def one_round(current):
-    means, counts = speaker_means(observations, current, mask, num_slots)
-    path = viterbi(
-      emissions(observations, means, weight),
-      counts > 0,
-      mask,
-      log_stay=log_stay,
-      log_p0=log_p0,
-    )
-    return jnp.where(mask, path, current)
+    if emission == 'centroid':
+      means, counts = speaker_means(observations, current, mask, num_slots)
+      scores, active = emissions(observations, means, weight), counts > 0
+    else:
+      scores = neighbour_emissions(
+        observations,
+        current,
+        mask,
+        weight,
+        num_slots=num_slots,
+        neighbours=neighbours,
+        exclude=exclude,
+      )
+      # Speakers with an emission at every real position.
+      active = jnp.all(jnp.isfinite(scores) | ~mask[:, None], axis=0)
+    path = viterbi(scores, active, mask, log_stay=log_stay, log_p0=log_p0)
+    # No usable speaker at all (every one too short): keep the labels.
+    return jnp.where(mask & jnp.any(active), path, current)
 
   def cond(carry):
     i, _, changed = carry
@@ -215,7 +306,9 @@ def resegment(
 
 
 __all__ = [
+  'EMISSIONS',
   'emissions',
+  'neighbour_emissions',
   'path_log_score',
   'resegment',
   'speaker_means',
