@@ -125,21 +125,34 @@ def train_ours(train_path: str, seed: int, workdir: str = '') -> dict:
 
 def decode_ours(trained: dict, dataset) -> list[dict]:
   """Rows of a `train_ours` model on ``dataset``: the config's decoding, and
-  the same beam search without the resegmentation when the config has it."""
+  when the config resegments, the same beam search without it (and with
+  centroid emissions, when the config's are not)."""
   config, name = trained['config'], trained['name']
   variants = [(name, config.decode, 'ours')]
   rounds = config.decode.resegment_iterations
   if rounds:
+    emission = config.decode.get('resegment_emission', 'centroid')
     plain = config.decode.copy_and_resolve_references()
     plain.resegment_iterations = 0
     variants = [
       (
-        f'{name}, beam search + resegmentation ({rounds} rounds)',
+        f'{name}, beam search + resegmentation ({rounds} rounds, {emission})',
         config.decode,
         'ours',
       ),
       (f'{name}, beam search only', plain, 'ours, beam search only'),
     ]
+    if emission != 'centroid':
+      centroid = config.decode.copy_and_resolve_references()
+      centroid.resegment_emission = 'centroid'
+      variants.insert(
+        1,
+        (
+          f'{name}, beam search + resegmentation ({rounds} rounds, centroid)',
+          centroid,
+          'ours, centroid resegmentation',
+        ),
+      )
   rows = []
   for label, decode_config, group in variants:
     tic = time.perf_counter()
