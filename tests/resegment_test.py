@@ -235,13 +235,11 @@ def brute_force_neighbour_emissions(x, labels, mask, weight, s, m, exclude):
 
 
 class NeighbourEmissionTest(parameterized.TestCase):
-  @parameterized.parameters(
-    (0, 3, 0, 64), (1, 10, 2, 64), (2, 1, 3, 5), (3, 40, 1, 7)
-  )
+  @parameterized.parameters((0, 3, 0, 64), (1, 40, 2, 5))
   def test_matches_brute_force(self, seed, neighbours, exclude, block):
-    """Fewer members than neighbours, members only inside the excluded span
-    (-inf), padding that is never a neighbour, and row blocks that do not
-    divide T."""
+    """Fewer members than neighbours (and more neighbours than T), members
+    only inside the excluded span (-inf), padding that is never a
+    neighbour, and row blocks that do not divide T."""
     rng = np.random.default_rng(seed)
     t, s, d = 23, 4, 3
     x = rng.normal(size=(t, d))
@@ -313,7 +311,7 @@ class NeighbourEmissionTest(parameterized.TestCase):
     np.testing.assert_array_equal(out[:5], 0)
     np.testing.assert_array_equal(out[8:], 1)
 
-  @parameterized.parameters(range(4))
+  @parameterized.parameters(range(2))
   def test_no_new_speakers_and_padding_kept(self, seed):
     rng = np.random.default_rng(seed)
     t, s = 40, 5
@@ -335,7 +333,7 @@ class NeighbourEmissionTest(parameterized.TestCase):
         num_slots=s,
         emission='neighbours',
         neighbours=4,
-        exclude=int(rng.integers(0, 3)),
+        exclude=seed,
       )
     )
     self.assertLessEqual(
