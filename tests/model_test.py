@@ -122,7 +122,7 @@ class ModelTest(parameterized.TestCase):
     got = jax.jit(model.predict_means)(params, row[None], starts=starts)[0]
     t = 0
     for piece in pieces:
-      alone = model.predict_means(params, piece[None])[0]
+      alone = jax.jit(model.predict_means)(params, piece[None])[0]
       np.testing.assert_allclose(
         got[t : t + len(piece)], alone, rtol=1e-5, atol=1e-6
       )

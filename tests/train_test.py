@@ -1,5 +1,6 @@
 """Tests of the training step, the `fit` loop and checkpoints."""
 
+import functools
 import os
 
 import chex
@@ -178,9 +179,8 @@ class FitTest(parameterized.TestCase):
     )
     batch = samples.sample_batch(None, np.random.default_rng(0), bucket=16)
     kw = losses.loss_kwargs(config.train, config.model)
-    return float(
-      losses.total_loss(state.params, batch, jax.random.key(0), **kw)[1]['nll']
-    )
+    loss = jax.jit(functools.partial(losses.total_loss, **kw))
+    return float(loss(state.params, batch, jax.random.key(0))[1]['nll'])
 
   def test_same_seed_same_result(self):
     config = small_config()
