@@ -116,7 +116,9 @@ def neighbour_emissions(
       when the speaker has fewer usable ones).
     exclude: observations on either side of ``t`` that are not its
       neighbours (``t`` itself never is).
-    block: rows computed at once; the memory is O(block x S x T).
+    block: rows computed at once; the memory is O(block x S x T). The
+      distances are recomputed in every round instead of kept, since T x T
+      of them per sequence would not fit for hour-long recordings.
 
   Returns:
     float32[T, S]; ``-inf`` where the speaker has no observation outside
@@ -125,24 +127,22 @@ def neighbour_emissions(
   length = observations.shape[0]
   take = min(neighbours, length)
   positions = jnp.arange(length)
-  scaled = observations * weight
-  norms = jnp.sum(observations * scaled, axis=-1)
   member = (labels[None, :] == jnp.arange(num_slots)[:, None]) & mask[None, :]
   neg_inf = jnp.array(-jnp.inf, observations.dtype)
 
   def row(inputs):
-    x, norm, position = inputs
-    cross = jnp.dot(scaled, x, precision=_FULL_FLOAT32)
-    distance = jnp.maximum(norm - 2.0 * cross + norms, 0.0)  # [T]
+    x, position = inputs
+    # Minus the weighted squared distance to every observation, <= 0.
+    closeness = jnp.minimum(emissions(x[None], observations, weight)[0], 0.0)
     usable = member & (jnp.abs(positions - position) > exclude)[None, :]
-    nearest, _ = jax.lax.top_k(jnp.where(usable, -distance, neg_inf), take)
+    nearest, _ = jax.lax.top_k(jnp.where(usable, closeness, neg_inf), take)
     found = jnp.isfinite(nearest)
     count = jnp.sum(found, axis=-1)
     total = jnp.sum(jnp.where(found, nearest, 0.0), axis=-1)
     return jnp.where(count > 0, total / jnp.maximum(count, 1), neg_inf)
 
   return jax.lax.map(
-    row, (observations, norms, positions), batch_size=min(block, length)
+    row, (observations, positions), batch_size=min(block, length)
   )
 
 
