@@ -8,6 +8,7 @@ models differ only in parameter values, which are traced.
 """
 
 import dataclasses
+import functools
 import itertools
 import types
 
@@ -696,6 +697,168 @@ class SpeakerCountTest(parameterized.TestCase):
       decode.speaker_count_config(settings(), num_speakers=2.5)
 
 
+class LabellingCostTest(parameterized.TestCase):
+  """`decode.labelling_cost` against the float64 `labeling_cost` above."""
+
+  @parameterized.parameters(1, 2)
+  def test_matches_brute_force(self, depth):
+    params = random_params(4, depth=depth)
+    consts = decode.make_constants(params, transition_bias=0.2, crp_alpha=0.7)
+    cost = jax.jit(functools.partial(decode.labelling_cost, num_slots=5))
+    rng = np.random.default_rng(depth)
+    for n in (1, 2, 9, 14):
+      seq = clustered_sequence(rng, n)
+      labels = first_appearance(rng.integers(0, 4, size=n))
+      want = labeling_cost(
+        params, seq, labels, p0=0.2, alpha=0.7, mean_rule='cumulative'
+      )
+      # Padded to 16 with junk, and speakers in other slots than 0, 1, ...
+      slots = np.array([3, 0, 4, 1])[labels]
+      obs = np.concatenate([seq, rng.normal(size=(16 - n, D)) * 9])
+      got = cost(
+        params,
+        consts,
+        jnp.asarray(obs, jnp.float32),
+        jnp.asarray(np.pad(slots, (0, 16 - n), constant_values=2)),
+        jnp.arange(16) < n,
+      )
+      np.testing.assert_allclose(got, want, rtol=2e-5)
+
+  def test_is_the_beam_search_cost(self):
+    # One pass, cumulative means: the best hypothesis' accumulated cost is
+    # the cost of its labels.
+    params = random_params(5)
+    seq = clustered_sequence(np.random.default_rng(5), 8)
+    config = decode.DecodeSettings(
+      beam_size=3, test_iteration=1, mean_rule='cumulative', max_speakers=5
+    )
+    consts = jax.jit(decode.make_constants)(
+      params, transition_bias=0.3, crp_alpha=1.0
+    )
+    beam = decode.init_beam(config, observation_dim=D, hidden=H, depth=1)
+    gi = decode.input_projection(params, jnp.asarray(seq))
+    step = jax.jit(functools.partial(decode.beam_step, settings=config))
+    for t in range(len(seq)):
+      beam, *_ = step(
+        params, consts, beam, seq[t : t + 1], gi[t : t + 1],
+        jnp.ones((1,), bool),
+      )  # fmt: skip
+    # The same search's labels (it equals ours, see BruteForceTest).
+    labels, _ = brute_force_decode(
+      params, seq, p0=0.3, alpha=1.0, beam_size=3, mean_rule='cumulative'
+    )
+    cost = jax.jit(functools.partial(decode.labelling_cost, num_slots=5))
+    got = cost(
+      params, consts, jnp.asarray(seq), jnp.asarray(labels),
+      jnp.ones(len(seq), bool),
+    )  # fmt: skip
+    np.testing.assert_allclose(got, beam.cost[0], rtol=1e-5)
+
+
+class CountSearchTest(absltest.TestCase):
+  """``count_search``: the best of the counts around the beam search's."""
+
+  def _candidates(self, params, seq):
+    """Labels and float64 costs of the free search and of fixed counts, by
+    the brute-force search (``settings()``: beam 3, one pass)."""
+    search = functools.partial(
+      brute_force_decode, params, seq, p0=0.3, alpha=1.0, beam_size=3
+    )
+    found, _ = search()
+    k = len(set(found.tolist()))
+    out = {0: found}
+    for count in (k - 1, k + 1):
+      if 1 <= count <= len(seq):
+        out[count], _ = search(cap=count, least=count)
+    costs = {
+      key: labeling_cost(
+        params, seq, labels, p0=0.3, alpha=1.0, mean_rule='cumulative'
+      )
+      for key, labels in out.items()
+    }
+    return out, costs
+
+  def test_keeps_the_least_cost_plus_penalty(self):
+    picked = set()
+    for seed in range(3):
+      params = random_params(seed)
+      rng = np.random.default_rng(seed)
+      seqs = [clustered_sequence(rng, n, num_clusters=3) for n in (7, 12)]
+      for seq in seqs:
+        cands, costs = self._candidates(params, seq)
+        for penalty in (0.0, 3.0):
+          config = settings(count_search=1, count_penalty=penalty)
+          (labels,) = decode.predict_labels(
+            params, seq, config=config, **PRIORS
+          )
+          per_speaker = penalty * np.log(len(seq))
+          score = {
+            key: costs[key] + per_speaker * len(set(cands[key].tolist()))
+            for key in cands
+          }
+          best = min(score.values())
+          # Float32 against float64: a near-tie may go either way.
+          near = [key for key in cands if score[key] - best < 1e-3 * best]
+          self.assertTrue(
+            any(np.array_equal(labels, cands[key]) for key in near),
+            (seed, penalty, labels, cands, score),
+          )
+          if len(near) == 1:
+            picked.add(near[0] != 0)
+    self.assertEqual(picked, {True, False})  # both outcomes were tested
+
+  def test_huge_penalty_takes_one_speaker_fewer(self):
+    case = SpeakerCountTest()
+    seq = case._sequence()  # three far-apart speakers
+    config = settings(count_search=1, count_penalty=1e6)
+    got = decode.predict_labels(tracking_params(), seq, config=config, **PRIORS)
+    want = decode.predict_labels(
+      tracking_params(),
+      seq,
+      config=decode.speaker_count_config(settings(), num_speakers=2),
+      **PRIORS,
+    )
+    np.testing.assert_array_equal(got[0], want[0])
+    self.assertLen(set(got[0].tolist()), 2)
+
+  def test_respects_the_minimum_and_a_fixed_count(self):
+    seq = SpeakerCountTest()._sequence()
+    params = tracking_params()
+    big = dict(count_search=2, count_penalty=1e6)
+    got = decode.predict_labels(
+      params, seq, config=settings(min_speakers=3, **big), **PRIORS
+    )[0]
+    self.assertLen(set(got.tolist()), 3)
+    fixed = decode.speaker_count_config(settings(**big), num_speakers=4)
+    got = decode.predict_labels(params, seq, config=fixed, **PRIORS)[0]
+    self.assertLen(set(got.tolist()), 4)
+
+  def test_batched_equals_one_by_one(self):
+    # Three sequences of different lengths: a padded batch of four rows,
+    # one of them all padding.
+    params = random_params(2)
+    rng = np.random.default_rng(2)
+    seqs = [clustered_sequence(rng, n) for n in (12, 5, 9)]
+    config = settings(count_search=1, count_penalty=3.0)
+    batched = decode.predict_labels(params, seqs, config=config, **PRIORS)
+    for seq, got in zip(seqs, batched):
+      (alone,) = decode.predict_labels(params, seq, config=config, **PRIORS)
+      np.testing.assert_array_equal(got, alone)
+
+  def test_compiles_once_per_bucket(self):
+    params = random_params(3)
+    rng = np.random.default_rng(3)
+    kw = dict(config=settings(count_search=1, count_penalty=3.0), **PRIORS)
+    decode.predict_labels(params, [clustered_sequence(rng, 5)], **kw)
+    with compile_log() as log:
+      for n in (9, 16, 2):  # same bucket of 16, same settings
+        decode.predict_labels(params, [clustered_sequence(rng, n)], **kw)
+    self.assertEmpty([m for m in log if 'Compiling jit(decode_batch)' in m])
+
+
+PRIORS = dict(transition_bias=0.3, crp_alpha=1.0)
+
+
 class RenumberTest(absltest.TestCase):
   def test_first_appearance_order(self):
     labels = jnp.array([3, 3, 0, 5, 0, 1, 7, 7])
@@ -751,6 +914,10 @@ class ValidationTest(parameterized.TestCase):
       decode.DecodeSettings(mean_rule='median')
     with self.assertRaisesRegex(ValueError, 'beam_size'):
       decode.DecodeSettings(beam_size=0)
+    with self.assertRaisesRegex(ValueError, 'count_search'):
+      decode.DecodeSettings(count_search=-1)
+    with self.assertRaisesRegex(ValueError, 'count_penalty'):
+      decode.DecodeSettings(count_penalty=-1.0)
 
   def test_empty_list(self):
     self.assertEqual(decode.predict_labels(random_params(0), [], **self.kw), [])

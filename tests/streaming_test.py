@@ -163,6 +163,7 @@ class StreamingTest(parameterized.TestCase):
       (settings(test_iteration=2), 'test_iteration'),
       # Resegmentation needs the whole sequence.
       (settings(resegment_iterations=2), 'whole sequence'),
+      (settings(count_search=1), 'count_search=0'),
     ):
       with self.assertRaisesRegex(ValueError, message):
         streaming.init(params, transition_bias=0.3, crp_alpha=1.0, config=bad)

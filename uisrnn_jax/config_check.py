@@ -170,6 +170,8 @@ SCHEMA: dict[str, Any] = {
     'resegment_emission': choice('centroid', 'neighbours'),
     'resegment_neighbours': integer(1),
     'resegment_exclude': integer(0),
+    'count_search': integer(0),
+    'count_penalty': nonnegative,
     'bucket': integer(1),
     'min_speakers': integer(1),
     'num_speakers': integer(1, optional=True),
@@ -199,6 +201,8 @@ OPTIONAL_FIELDS = {
   ('decode', 'resegment_emission'),
   ('decode', 'resegment_neighbours'),
   ('decode', 'resegment_exclude'),
+  ('decode', 'count_search'),
+  ('decode', 'count_penalty'),
   ('decode', 'min_speakers'),
   ('decode', 'num_speakers'),
 }

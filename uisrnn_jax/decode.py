@@ -117,6 +117,13 @@ class DecodeSettings:
     resegment_exclude: observations on either side of each one that are not
       its neighbours: sliding windows that share audio with it (3 for 1.6 s
       windows every 0.4 s; 0 for independent observations).
+    count_search: offline speaker-count search: the beam search also runs
+      with exactly 1, ..., ``count_search`` fewer and more speakers than it
+      found (each resegmented as configured) and every sequence keeps the
+      labelling of least `labelling_cost` plus ``count_penalty * log N``
+      per speaker (N observations); 0 turns it off.
+    count_penalty: the per-speaker penalty of ``count_search``, in nats per
+      unit of log N.
     min_speakers: the least number of speakers of the returned labels
       (offline only; 1 = no constraint; a sequence shorter than this gets
       one speaker per observation).
@@ -132,6 +139,8 @@ class DecodeSettings:
   resegment_emission: str = _DEFAULTS.resegment_emission
   resegment_neighbours: int = _DEFAULTS.resegment_neighbours
   resegment_exclude: int = _DEFAULTS.resegment_exclude
+  count_search: int = _DEFAULTS.count_search
+  count_penalty: float = _DEFAULTS.count_penalty
   min_speakers: int = _DEFAULTS.min_speakers
 
   def __post_init__(self):
@@ -583,6 +592,7 @@ def beam_step(
   settings: DecodeSettings,
   final: jax.Array | None = None,
   need: jax.Array | None = None,
+  most: jax.Array | None = None,
 ) -> tuple[Beam, jax.Array, jax.Array, jax.Array]:
   """Advances the beam by one chunk of ``look_ahead`` observations.
 
@@ -602,7 +612,9 @@ def beam_step(
   minimum less the observations of the returned copy still to come, so
   exactly the candidates that can no longer reach the minimum are pruned;
   a feasible hypothesis always has a feasible extension, a speaker not yet
-  seen in the copy).
+  seen in the copy). A maximum below the slot count, ``most``, costs +inf
+  for every candidate with more speakers (what ``speaker_overflow=
+  'disallow'`` does at the slot count, per sequence).
 
   Args:
     params: model parameters.
@@ -616,6 +628,8 @@ def beam_step(
       as when streaming).
     need: int32[] the least number of speakers seen in the returned copy a
       candidate must have after the chunk; None for no minimum.
+    most: int32[] the most speakers a candidate may have; None for the
+      slot count.
 
   Returns:
     (beam, parent, slots, overflowed): the new `Beam`; int32[K] parent row
@@ -629,7 +643,7 @@ def beam_step(
   costs = _masked_costs(
     assignment_costs(consts, beam, xs[0]), beam.cost, mask[0]
   )
-  recent = beam.recent
+  recent, before = beam.recent, beam.num_speakers
   if span > 1:
     nodes = Nodes(
       hidden=beam.pool_hidden[beam.table],
@@ -655,7 +669,11 @@ def beam_step(
       costs = _masked_costs(
         _node_costs(consts, nodes, xs[j]), nodes.cost, mask[j]
       )
-    recent = nodes.recent
+    recent, before = nodes.recent, nodes.num_speakers
+  if most is not None:
+    # Speakers of every candidate [N, S]: slot s is new when s == before.
+    total = jnp.maximum(before[:, None], jnp.arange(s)[None, :] + 1)
+    costs = jnp.where(total <= most, costs, jnp.inf)
   if need is not None:
     # Speakers seen in the returned copy by every candidate [N, S].
     seen = jnp.sum(recent, axis=-1, keepdims=True) + (
@@ -726,31 +744,28 @@ def backtrack(parents: jax.Array, slots: jax.Array) -> jax.Array:
   return path.reshape(-1)
 
 
-def _decode_batch(
+def _beam_search(
   params: Params,
+  consts: Constants,
   observations: jax.Array,
-  mask: jax.Array,
-  transition_bias: jax.typing.ArrayLike,
-  crp_alpha: jax.typing.ArrayLike,
+  gi: jax.Array,
+  lengths: jax.Array,
   settings: DecodeSettings,
+  least: jax.Array | None,
+  most: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-  """Decodes a padded batch; the un-jitted core of `decode_batch`."""
+  """The beam search over a padded batch: (int32[B, T] slots, bool[B]).
+
+  ``least``: int32[B] the minimum speaker count of every row's returned copy
+  (None: no minimum); ``most``: int32[B] its maximum (None: the slot count).
+  """
   batch, t, _ = observations.shape
   reps, span, k = (
     settings.test_iteration,
     settings.look_ahead,
     settings.beam_size,
   )
-  consts = make_constants(
-    params, transition_bias=transition_bias, crp_alpha=crp_alpha
-  )
-  lengths = jnp.sum(mask, axis=-1).astype(jnp.int32)  # [B]
   num_chunks = -(-reps * t // span)
-  gi = input_projection(params, observations)  # [B, T, 3H], once per call
-
-  # With a minimum speaker count: at least min(min_speakers, N) speakers in
-  # the returned (last) copy, positions (M - 1) N .. M N - 1.
-  least = jnp.minimum(settings.min_speakers, lengths)  # [B]
 
   def chunk(c):
     """Chunk c of the tiled sequences x_1..x_N, x_1..x_N, ... (M copies)."""
@@ -759,7 +774,7 @@ def _decode_batch(
     valid = pos[None, :] < reps * lengths[:, None]
     x = jnp.take_along_axis(observations, src[..., None], axis=1)
     g = jnp.take_along_axis(gi, src[..., None], axis=1)
-    if settings.min_speakers <= 1:
+    if least is None:
       return x, g, valid
     final = valid & (pos[None, :] >= (reps - 1) * lengths[:, None])
     # Observations of the returned copy after this chunk.
@@ -775,10 +790,20 @@ def _decode_batch(
   )
   beams = jax.tree.map(lambda a: jnp.broadcast_to(a, (batch,) + a.shape), beam)
 
-  def step(beam, x, g, valid, *minimum):
-    return beam_step(params, consts, beam, x, g, valid, settings, *minimum)
+  if most is None:
 
-  step_fn = jax.vmap(step)
+    def step(beam, x, g, valid, *minimum):
+      return beam_step(params, consts, beam, x, g, valid, settings, *minimum)
+
+    step_fn = jax.vmap(step)
+  else:
+
+    def step_at_most(beam, cap, x, g, valid, final, need):
+      return beam_step(
+        params, consts, beam, x, g, valid, settings, final, need, cap
+      )
+
+    step_fn = jax.vmap(step_at_most)
 
   # Only chunks that hold a real observation of some sequence are run; the
   # back-pointers of the others stay the identity. A sequence that ends
@@ -788,7 +813,10 @@ def _decode_batch(
 
   def body(c, carry):
     beams, overflowed, parents, slots = carry
-    beams, parent, slot, over = step_fn(beams, *chunk(c))
+    if most is None:
+      beams, parent, slot, over = step_fn(beams, *chunk(c))
+    else:
+      beams, parent, slot, over = step_fn(beams, most, *chunk(c))
     return (
       beams,
       overflowed | over,
@@ -811,29 +839,213 @@ def _decode_batch(
   # Labels of the last copy: tiled positions (M - 1) N .. M N - 1.
   last = (reps - 1) * lengths[:, None] + jnp.arange(t)[None, :]
   labels = jnp.take_along_axis(paths, jnp.minimum(last, paths.shape[1] - 1), 1)
-  if settings.resegment_iterations:
-    refine = functools.partial(
-      resegment.resegment,
-      weight=consts.weight,
-      transition_bias=transition_bias,
-      iterations=settings.resegment_iterations,
-      num_slots=settings.num_slots,
-      emission=settings.resegment_emission,
-      neighbours=settings.resegment_neighbours,
-      exclude=settings.resegment_exclude,
+  return labels, overflowed
+
+
+def _refine(
+  consts: Constants,
+  observations: jax.Array,
+  mask: jax.Array,
+  labels: jax.Array,
+  transition_bias: jax.typing.ArrayLike,
+  settings: DecodeSettings,
+  least: jax.Array | None,
+) -> jax.Array:
+  """The beam search's labels [B, T] after the configured resegmentation."""
+  if not settings.resegment_iterations:
+    return labels
+  refine = functools.partial(
+    resegment.resegment,
+    weight=consts.weight,
+    transition_bias=transition_bias,
+    iterations=settings.resegment_iterations,
+    num_slots=settings.num_slots,
+    emission=settings.resegment_emission,
+    neighbours=settings.resegment_neighbours,
+    exclude=settings.resegment_exclude,
+  )
+  refined = jax.vmap(refine)(observations, mask, labels)
+  if least is None:
+    return refined
+  # Resegmentation can empty a speaker; below the minimum, keep the beam
+  # search's labels.
+  count = jax.vmap(count_speakers, in_axes=(0, 0, None))
+  kept = count(refined, mask, settings.num_slots) >= least
+  return jnp.where(kept[:, None], refined, labels)
+
+
+def _decode_batch(
+  params: Params,
+  observations: jax.Array,
+  mask: jax.Array,
+  transition_bias: jax.typing.ArrayLike,
+  crp_alpha: jax.typing.ArrayLike,
+  settings: DecodeSettings,
+) -> tuple[jax.Array, jax.Array]:
+  """Decodes a padded batch; the un-jitted core of `decode_batch`."""
+  consts = make_constants(
+    params, transition_bias=transition_bias, crp_alpha=crp_alpha
+  )
+  lengths = jnp.sum(mask, axis=-1).astype(jnp.int32)  # [B]
+  gi = input_projection(params, observations)  # [B, T, 3H], once per call
+  # With a minimum speaker count: at least min(min_speakers, N) speakers in
+  # the returned (last) copy, positions (M - 1) N .. M N - 1.
+  least = None
+  if settings.min_speakers > 1:
+    least = jnp.minimum(settings.min_speakers, lengths)  # [B]
+  found, overflowed = _beam_search(
+    params, consts, observations, gi, lengths, settings, least
+  )
+  labels = _refine(
+    consts, observations, mask, found, transition_bias, settings, least
+  )
+  if settings.count_search and settings.min_speakers < settings.max_speakers:
+    labels = _search_count(
+      params,
+      consts,
+      observations,
+      mask,
+      gi,
+      lengths,
+      found,
+      labels,
+      transition_bias,
+      settings,
     )
-    refined = jax.vmap(refine)(observations, mask, labels)
-    if settings.min_speakers > 1:
-      # Resegmentation can empty a speaker; below the minimum, keep the
-      # beam search's labels.
-      count = jax.vmap(count_speakers, in_axes=(0, 0, None))
-      kept = count(refined, mask, settings.num_slots) >= least
-      refined = jnp.where(kept[:, None], refined, labels)
-    labels = refined
   labels = jax.vmap(renumber, in_axes=(0, 0, None))(
     labels, mask, settings.num_slots
   )
   return labels, overflowed
+
+
+def _search_count(
+  params: Params,
+  consts: Constants,
+  observations: jax.Array,
+  mask: jax.Array,
+  gi: jax.Array,
+  lengths: jax.Array,
+  found: jax.Array,
+  labels: jax.Array,
+  transition_bias: jax.typing.ArrayLike,
+  settings: DecodeSettings,
+) -> jax.Array:
+  """``count_search``: the labels [B, T] of the best-scoring speaker count.
+
+  The beam search ran with a free count and found K speakers (``found``;
+  ``labels`` are its refined labels). It runs again with exactly K - r, ...,
+  K - 1, K + 1, ..., K + r speakers (``r = count_search``, clipped to
+  ``[min_speakers, max_speakers]`` and to the sequence length), each result
+  is refined the same way, and every row keeps the candidate of least
+  `labelling_cost` plus ``count_penalty * log N`` per speaker for its N
+  observations (the free search's on ties). The penalty has BIC's form,
+  (p / 2) log N per speaker with p = 2 ``count_penalty`` free parameters,
+  so it rises slowly with length: a speaker is kept when separating its
+  observations lowers the cost by more than it.
+  """
+  batch, t, _ = observations.shape
+  r = settings.count_search
+  num = jax.vmap(count_speakers, in_axes=(0, 0, None))
+  offsets = jnp.asarray([d for d in range(-r, r + 1) if d], jnp.int32)
+  # At least one speaker, also for all-padding rows (length 0).
+  lo = jnp.maximum(jnp.minimum(settings.min_speakers, lengths), 1)
+  hi = jnp.maximum(jnp.minimum(settings.max_speakers, lengths), 1)
+  counts = jnp.clip(
+    num(found, mask, settings.num_slots) + offsets[:, None], lo, hi
+  )
+  counts = counts.reshape(-1)  # [2r * B], offset-major
+
+  def tile(a):
+    return jnp.broadcast_to(a, (2 * r,) + a.shape).reshape((-1,) + a.shape[1:])
+
+  obs, msk, size = tile(observations), tile(mask), tile(lengths)
+  least = jnp.minimum(counts, size)  # 0 for all-padding rows
+  fixed, _ = _beam_search(
+    params, consts, obs, tile(gi), size, settings, least, counts
+  )
+  fixed = _refine(consts, obs, msk, fixed, transition_bias, settings, least)
+  candidates = jnp.concatenate(
+    [labels[None], fixed.reshape(2 * r, batch, t)], axis=0
+  )  # [2r + 1, B, T], the free search's first
+  score = jax.vmap(
+    jax.vmap(
+      functools.partial(
+        labelling_cost, params, consts, num_slots=settings.num_slots
+      )
+    )
+  )(
+    jnp.broadcast_to(observations, candidates.shape + observations.shape[-1:]),
+    candidates,
+    jnp.broadcast_to(mask, candidates.shape),
+  )
+  speakers = jax.vmap(num, in_axes=(0, None, None))(
+    candidates, mask, settings.num_slots
+  )
+  # BIC's form: a cost per speaker that grows with log N.
+  per_speaker = settings.count_penalty * jnp.log(jnp.maximum(lengths, 1))
+  score = score + per_speaker[None, :] * speakers.astype(score.dtype)
+  best = jnp.argmin(score, axis=0)  # [B]; the first of equal minima
+  return jnp.take_along_axis(candidates, best[None, :, None], axis=0)[0]
+
+
+def labelling_cost(
+  params: Params,
+  consts: Constants,
+  observations: jax.Array,
+  labels: jax.Array,
+  mask: jax.Array,
+  *,
+  num_slots: int,
+) -> jax.Array:
+  """-log p(X, Y): the model's cost of one whole labelling (teacher forced).
+
+  The sum the beam search accumulates for a hypothesis, computed for given
+  labels in one pass: every speaker's observations in time order are
+  predicted by the training-time running mean (`model.predict_means`, i.e.
+  ``mean_rule='cumulative'``), costing sum_d (mu_d - x_d)^2 / (2 sigma2_d);
+  staying with the previous speaker costs -log(1 - p0); a change costs
+  -[log p0 + log blocks_s - log(sum(blocks) + alpha)] to a speaker with
+  ``blocks_s`` earlier turns, or log alpha in place of log blocks_s for a
+  new speaker (the first observation included, as in the beam search).
+  It equals the cost of that hypothesis in a one-pass beam search
+  (``test_iteration=1``) with ``mean_rule='cumulative'``.
+
+  Args:
+    params: model parameters.
+    consts: `Constants` of the same parameters and priors.
+    observations: float32[T, D].
+    labels: int32[T] speaker slots in [0, num_slots) (ignored at padding).
+    mask: bool[T] real positions, a prefix.
+    num_slots: S.
+
+  Returns:
+    float32[] the cost (nats).
+  """
+  # The speakers' sub-sequences back to back, in time order within each;
+  # padding (key S) goes last.
+  key = jnp.where(mask, labels, num_slots)
+  order = jnp.argsort(key, stable=True)
+  grouped, sorted_key = observations[order], key[order]
+  starts = jnp.concatenate(
+    [jnp.ones((1,), bool), sorted_key[1:] != sorted_key[:-1]]
+  )
+  mean = model.predict_means(params, grouped[None], starts=starts[None])[0]
+  fit = jnp.sum(jnp.where(mask[order], _fit(consts, mean, grouped), 0.0))
+  previous = jnp.concatenate([jnp.full((1,), -1, labels.dtype), labels[:-1]])
+  turn = mask & (labels != previous)  # a new turn starts (always at 0)
+  onehot = (labels[:, None] == jnp.arange(num_slots)) & turn[:, None]
+  # Earlier turns of the observation's speaker, and of all speakers.
+  turns = jnp.cumsum(onehot, axis=0) - onehot
+  blocks = jnp.take_along_axis(turns, labels[:, None] % num_slots, axis=1)[:, 0]
+  total = jnp.cumsum(turn) - turn
+  log_choice = jnp.where(
+    blocks > 0,
+    jnp.log(jnp.maximum(blocks, 1).astype(jnp.float32)),
+    consts.log_alpha,
+  )
+  change = -(consts.log_p0 + log_choice - jnp.log(total + consts.alpha))
+  step = jnp.where(turn, change, -consts.log_stay)
+  return fit + jnp.sum(jnp.where(mask, step, 0.0))
 
 
 @functools.partial(jax.jit, static_argnames=('settings',))

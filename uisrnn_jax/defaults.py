@@ -93,6 +93,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.decode.resegment_emission = 'centroid'
   config.decode.resegment_neighbours = 10
   config.decode.resegment_exclude = 0
+  # Speaker-count search (offline; 0 = off; see decode.DecodeSettings): also
+  # decode with exactly 1..count_search fewer and more speakers than the
+  # beam search found, and keep the labelling of least model cost plus
+  # count_penalty * log(N) nats per speaker (N observations).
+  config.decode.count_search = 0
+  config.decode.count_penalty = 0.0
   # Speaker count (pyannote's names; see decode.speaker_count_config):
   # min_speakers, the least number of speakers of the labels (1: any;
   # offline only); num_speakers, when set, fixes the count (min_speakers =

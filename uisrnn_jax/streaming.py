@@ -86,8 +86,9 @@ def init(
     crp_alpha: alpha > 0.
     config: the ``decode`` config group or a `DecodeSettings`;
       ``test_iteration`` must be 1 (a stream cannot be tiled),
-      ``resegment_iterations`` 0 and ``min_speakers`` 1 (a maximum, i.e.
-      ``max_speakers`` with ``speaker_overflow='disallow'``, is supported).
+      ``resegment_iterations`` and ``count_search`` 0 and ``min_speakers``
+      1 (a maximum, i.e. ``max_speakers`` with
+      ``speaker_overflow='disallow'``, is supported).
     capacity: initial back-pointer capacity R, in groups of ``look_ahead``
       observations; `push` grows it as needed.
 
@@ -95,9 +96,9 @@ def init(
     A `StreamState` with nothing observed.
 
   Raises:
-    ValueError: for ``test_iteration`` != 1, ``resegment_iterations`` != 0,
-      ``min_speakers`` > 1 (an `errors.ConfigError`), p0 outside (0, 1),
-      alpha <= 0, or capacity < 1.
+    ValueError: for ``test_iteration`` != 1, ``resegment_iterations`` or
+      ``count_search`` != 0, ``min_speakers`` > 1 (an `errors.ConfigError`),
+      p0 outside (0, 1), alpha <= 0, or capacity < 1.
   """
   settings = decode_lib.DecodeSettings.from_config(config)
   if settings.test_iteration != 1:
@@ -109,6 +110,11 @@ def init(
     raise ValueError(
       'resegmentation needs the whole sequence and a stream never has it; '
       f'set resegment_iterations=0, got {settings.resegment_iterations}'
+    )
+  if settings.count_search:
+    raise ValueError(
+      'the speaker-count search decodes the whole sequence again and a '
+      f'stream never has it; set count_search=0, got {settings.count_search}'
     )
   if settings.min_speakers > 1:
     raise errors.ConfigError(
