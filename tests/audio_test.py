@@ -392,6 +392,15 @@ class DiarizeTest(absltest.TestCase):
     )  # fmt: skip
     self.assertEqual(status, 1)
 
+  def test_decode_overrides_reach_the_decoder_config(self):
+    # --beam_size and --count_search; count_search is newer than some runs'
+    # stored configs, so the override adds the field.
+    model = audio.load_model(
+      self.workdir, decode_overrides={'beam_size': 3, 'count_search': 1}
+    )
+    self.assertEqual(model.decode_config.beam_size, 3)
+    self.assertEqual(model.decode_config.count_search, 1)
+
   def test_no_speech_warns(self):
     with warnings.catch_warnings(record=True) as caught:
       warnings.simplefilter('always')

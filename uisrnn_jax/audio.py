@@ -698,7 +698,8 @@ def load_model(
   decode_config = config.decode
   if decode_overrides:
     decode_config = decode_config.copy_and_resolve_references()
-    decode_config.update(decode_overrides)
+    with decode_config.unlocked():  # an older run may lack newer fields
+      decode_config.update(decode_overrides)
   decode_config = decode.speaker_count_config(
     decode_config,
     num_speakers=num_speakers,
@@ -915,6 +916,11 @@ def _parser() -> argparse.ArgumentParser:
   add_vad_flags(parser)
   parser.add_argument('--device', default='cpu', help='torch device')
   parser.add_argument('--beam_size', type=int, help='decode.beam_size')
+  parser.add_argument(
+    '--count_search',
+    type=int,
+    help='decode.count_search (0: one beam search, no speaker-count search)',
+  )
   for name, what in (
     ('num_speakers', 'exactly this many speakers'),
     ('min_speakers', 'at least this many speakers'),
@@ -992,7 +998,14 @@ def main(argv: Sequence[str] | None = None) -> int:
       references = rttm.read_annotations(args.reference.split(','))
     if args.uem:
       uems = rttm.read_uem(args.uem)
-    overrides = {} if args.beam_size is None else {'beam_size': args.beam_size}
+    overrides = {
+      name: value
+      for name, value in (
+        ('beam_size', args.beam_size),
+        ('count_search', args.count_search),
+      )
+      if value is not None
+    }
     model = load_model(
       args.workdir,
       decode_overrides=overrides,
