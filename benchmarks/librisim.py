@@ -124,35 +124,52 @@ def train_ours(train_path: str, seed: int, workdir: str = '') -> dict:
 
 
 def decode_ours(trained: dict, dataset) -> list[dict]:
-  """Rows of a `train_ours` model on ``dataset``: the config's decoding, and
-  when the config resegments, the same beam search without it (and with
-  centroid emissions, when the config's are not)."""
+  """Rows of a `train_ours` model on ``dataset``: the config's decoding, then
+  the same with its offline steps taken away one at a time (the count
+  search, the neighbour emission, the resegmentation), whichever it uses."""
   config, name = trained['config'], trained['name']
-  variants = [(name, config.decode, 'ours')]
-  rounds = config.decode.resegment_iterations
+  decode_config = config.decode
+  rounds = decode_config.resegment_iterations
+  emission = decode_config.get('resegment_emission', 'centroid')
+  search = decode_config.get('count_search', 0)
+  steps = []
   if rounds:
-    emission = config.decode.get('resegment_emission', 'centroid')
-    plain = config.decode.copy_and_resolve_references()
-    plain.resegment_iterations = 0
-    variants = [
-      (
-        f'{name}, beam search + resegmentation ({rounds} rounds, {emission})',
-        config.decode,
-        'ours',
-      ),
-      (f'{name}, beam search only', plain, 'ours, beam search only'),
-    ]
-    if emission != 'centroid':
-      centroid = config.decode.copy_and_resolve_references()
-      centroid.resegment_emission = 'centroid'
-      variants.insert(
-        1,
-        (
-          f'{name}, beam search + resegmentation ({rounds} rounds, centroid)',
-          centroid,
-          'ours, centroid resegmentation',
-        ),
-      )
+    steps.append(f'resegmentation ({rounds} rounds, {emission})')
+  if search:
+    steps.append(
+      f'count search (+-{search}, penalty {decode_config.count_penalty:g}'
+      ' log N)'
+    )
+  label = f'{name}, beam search' + ''.join(f' + {s}' for s in steps)
+  variants = [(label, decode_config, 'ours')]
+
+  def without(group, description, **fields):
+    plain = decode_config.copy_and_resolve_references()
+    plain.update(fields)
+    variants.append((f'{name}, {description}', plain, group))
+
+  if search:
+    without(
+      'ours, no count search',
+      f'beam search + resegmentation ({rounds} rounds, {emission})'
+      if rounds
+      else 'beam search only',
+      count_search=0,
+    )
+  if rounds and emission != 'centroid':
+    without(
+      'ours, centroid resegmentation',
+      f'beam search + resegmentation ({rounds} rounds, centroid)',
+      count_search=0,
+      resegment_emission='centroid',
+    )
+  if rounds or search:
+    without(
+      'ours, beam search only',
+      'beam search only',
+      count_search=0,
+      resegment_iterations=0,
+    )
   rows = []
   for label, decode_config, group in variants:
     tic = time.perf_counter()

@@ -19,9 +19,9 @@ def test_config_is_valid_and_tuned_settings_are_set():
   assert config.model.sigma2 is not None and config.model.sigma2 > 0
   assert config.decode.test_iteration == 2
   assert config.decode.resegment_iterations > 0
-  assert config.decode.resegment_emission == 'neighbours'
-  # 1.6 s windows every 0.4 s: the 3 on either side share audio.
-  assert config.decode.resegment_exclude == 3
+  assert config.decode.resegment_emission == 'centroid'
+  assert config.decode.count_search == 1
+  assert config.decode.count_penalty > 0
 
 
 def test_data_paths_default_to_shared_dir_next_to_repo():
