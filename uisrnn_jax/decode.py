@@ -704,6 +704,10 @@ def count_speakers(labels: jax.Array, mask: jax.Array, num_slots: int):
   return jnp.sum(jnp.any(hit, axis=0)).astype(jnp.int32)
 
 
+# `count_speakers` of every row: (int32[B, T], bool[B, T], S) -> int32[B].
+_count_rows = jax.vmap(count_speakers, in_axes=(0, 0, None))
+
+
 def renumber(labels: jax.Array, mask: jax.Array, num_slots: int) -> jax.Array:
   """Relabels speakers 0, 1, 2, ... in order of first appearance.
 
@@ -790,20 +794,12 @@ def _beam_search(
   )
   beams = jax.tree.map(lambda a: jnp.broadcast_to(a, (batch,) + a.shape), beam)
 
-  if most is None:
+  def step(beam, cap, x, g, valid, final=None, need=None):
+    return beam_step(
+      params, consts, beam, x, g, valid, settings, final, need, cap
+    )
 
-    def step(beam, x, g, valid, *minimum):
-      return beam_step(params, consts, beam, x, g, valid, settings, *minimum)
-
-    step_fn = jax.vmap(step)
-  else:
-
-    def step_at_most(beam, cap, x, g, valid, final, need):
-      return beam_step(
-        params, consts, beam, x, g, valid, settings, final, need, cap
-      )
-
-    step_fn = jax.vmap(step_at_most)
+  step_fn = jax.vmap(step)  # a None ``most`` is an empty pytree
 
   # Only chunks that hold a real observation of some sequence are run; the
   # back-pointers of the others stay the identity. A sequence that ends
@@ -813,10 +809,7 @@ def _beam_search(
 
   def body(c, carry):
     beams, overflowed, parents, slots = carry
-    if most is None:
-      beams, parent, slot, over = step_fn(beams, *chunk(c))
-    else:
-      beams, parent, slot, over = step_fn(beams, most, *chunk(c))
+    beams, parent, slot, over = step_fn(beams, most, *chunk(c))
     return (
       beams,
       overflowed | over,
@@ -869,8 +862,7 @@ def _refine(
     return refined
   # Resegmentation can empty a speaker; below the minimum, keep the beam
   # search's labels.
-  count = jax.vmap(count_speakers, in_axes=(0, 0, None))
-  kept = count(refined, mask, settings.num_slots) >= least
+  kept = _count_rows(refined, mask, settings.num_slots) >= least
   return jnp.where(kept[:, None], refined, labels)
 
 
@@ -945,13 +937,12 @@ def _search_count(
   """
   batch, t, _ = observations.shape
   r = settings.count_search
-  num = jax.vmap(count_speakers, in_axes=(0, 0, None))
   offsets = jnp.asarray([d for d in range(-r, r + 1) if d], jnp.int32)
   # At least one speaker, also for all-padding rows (length 0).
   lo = jnp.maximum(jnp.minimum(settings.min_speakers, lengths), 1)
   hi = jnp.maximum(jnp.minimum(settings.max_speakers, lengths), 1)
   counts = jnp.clip(
-    num(found, mask, settings.num_slots) + offsets[:, None], lo, hi
+    _count_rows(found, mask, settings.num_slots) + offsets[:, None], lo, hi
   )
   counts = counts.reshape(-1)  # [2r * B], offset-major
 
@@ -967,18 +958,14 @@ def _search_count(
   candidates = jnp.concatenate(
     [labels[None], fixed.reshape(2 * r, batch, t)], axis=0
   )  # [2r + 1, B, T], the free search's first
-  score = jax.vmap(
-    jax.vmap(
-      functools.partial(
-        labelling_cost, params, consts, num_slots=settings.num_slots
-      )
-    )
-  )(
-    jnp.broadcast_to(observations, candidates.shape + observations.shape[-1:]),
-    candidates,
-    jnp.broadcast_to(mask, candidates.shape),
+  # Over candidates (the same observations), then over rows.
+  cost = functools.partial(
+    labelling_cost, params, consts, num_slots=settings.num_slots
   )
-  speakers = jax.vmap(num, in_axes=(0, None, None))(
+  score = jax.vmap(jax.vmap(cost), in_axes=(None, 0, None))(
+    observations, candidates, mask
+  )
+  speakers = jax.vmap(_count_rows, in_axes=(0, None, None))(
     candidates, mask, settings.num_slots
   )
   # BIC's form: a cost per speaker that grows with log N.
